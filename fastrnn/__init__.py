@@ -1,0 +1,18 @@
+"""fastrnn: Numba-compiled CPU kernels for recurrent neural networks.
+
+PyTorch's equations, shapes and parameter names over NumPy arrays, float32 and
+float64, with full and truncated backpropagation through time.
+
+Layers of the package (each calls only the one below):
+
+- ``fastrnn.kernels``: ``@njit`` kernels over C-contiguous arrays (callable from
+  your own Numba code; no validation).
+- ``fastrnn.reference``: plain-NumPy implementations of the same maths.
+- ``fastrnn.functional``: validated functions, re-exported here.
+"""
+
+from .functional import ElmanCache, ElmanGrads, elman_backward, elman_forward
+
+__version__ = "0.1.0"
+
+__all__ = ["elman_forward", "elman_backward", "ElmanCache", "ElmanGrads", "__version__"]

@@ -1,0 +1,270 @@
+"""Elman RNN kernels: forward recurrence, full BPTT and truncated BPTT.
+
+    a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
+    h_t = act(a_t),           act in {tanh, relu, sigmoid, identity}
+
+Dimension key: T = time steps, B = batch, I = input features, H = hidden features.
+
+Kernels take C-contiguous arrays of one float dtype (float32 or float64; one source
+serves both), write into output arrays the caller passes, and check nothing: the
+functional layer (``fastrnn.functional``) validates shapes and dtypes first. Scratch
+is allocated once per call (per batch chunk), before the time loop. ``b`` is the
+summed bias ``b_ih + b_hh`` (zeros for a cell without bias). ``act`` is an activation
+code from ``fastrnn.kernels.activations``.
+
+A call has phases, each one parallel loop over fixed chunks (``parallel.py``): the
+input projection of all steps (GEMMs over chunks of the T*B rows), the recurrence
+(chunks of the batch, each with its own time loop), and for backward the
+whole-sequence products (dx over chunks of rows, weight gradients over blocks of
+hidden units). ``elman_forward``/``elman_backward`` chain the phases for callers in
+``@njit`` code. BLAS should be single-threaded while they run (the functional layer
+sees to it): the parallelism is the kernels' own.
+
+Backward needs only the forward's outputs: every act' is a function of h_t = act(a_t),
+so nothing but ``out`` is kept for training.
+"""
+
+import numpy as np
+from numba import prange
+
+from .._config import jit, jit_parallel
+from .activations import activate, activation_backward
+from .linalg import BLAS_MIN_ROWS, add_rows, copy_rows, matmul, transpose
+from .parallel import batch_chunk, n_chunks, par_gemm, par_gemm_tn, par_sum_rows
+
+# --------------------------------------------------------------------------------------
+# forward
+
+
+@jit
+def elman_project(out, x, w_ih):
+    """``out[t] = x[t] W_ih^T`` for all steps: one (T*B, I) x (I, H) product.
+
+    out (T, B, H) written; x (T, B, I); w_ih (H, I).
+    """
+    T, B, I = x.shape
+    par_gemm(out.reshape(T * B, out.shape[2]), x.reshape(T * B, I), w_ih, False, True, False)
+
+
+@jit
+def _forward_chunk(out, h_n, h0, w_hh_t, b, r0, r1, act):
+    # rows r0:r1 through all T steps; out[t] holds W_ih x_t on entry
+    T = out.shape[0]
+    H = out.shape[2]
+    for t in range(T):
+        h_prev = h0[r0:r1] if t == 0 else out[t - 1, r0:r1]
+        a = out[t, r0:r1]
+        matmul(a, h_prev, w_hh_t, True)  # a_t = W_ih x_t + W_hh h_{t-1} ...
+        for r in range(r1 - r0):
+            ar = a[r]
+            for j in range(H):
+                ar[j] += b[j]  # ... + b_ih + b_hh
+            activate(ar, act)  # h_t = act(a_t)
+    copy_rows(h_n[r0:r1], out[T - 1, r0:r1])
+
+
+@jit_parallel
+def elman_recurrence(out, h_n, h0, w_hh, b, act):
+    """Run the recurrence in place: ``out[t] = act(out[t] + W_hh h_{t-1} + b)``.
+
+    out (T, B, H) holds the input projection on entry and h_t on exit; h_n (B, H)
+    written (= out[T-1]); h0 (B, H); w_hh (H, H); b (H,) = b_ih + b_hh; act code.
+    """
+    B = out.shape[1]
+    w_hh_t = transpose(w_hh)  # (H_in, H_out): contiguous rows for matmul
+    size = batch_chunk(B, out.shape[2], BLAS_MIN_ROWS)
+    nc = n_chunks(B, size)
+    if nc == 1:
+        for c in range(nc):
+            _forward_chunk(out, h_n, h0, w_hh_t, b, c * size, min(B, (c + 1) * size), act)
+    else:
+        for c in prange(nc):
+            _forward_chunk(out, h_n, h0, w_hh_t, b, c * size, min(B, (c + 1) * size), act)
+
+
+@jit
+def elman_forward(out, h_n, x, h0, w_ih, w_hh, b, act):
+    """Whole forward pass: projection then recurrence (T >= 1).
+
+    Parameters
+    ----------
+    out : (T, B, H) array, written
+        h_t for every step.
+    h_n : (B, H) array, written
+        The last state.
+    x : (T, B, I) array
+    h0 : (B, H) array
+    w_ih : (H, I) array
+    w_hh : (H, H) array
+    b : (H,) array
+        ``b_ih + b_hh``.
+    act : int
+        Activation code.
+    """
+    elman_project(out, x, w_ih)
+    elman_recurrence(out, h_n, h0, w_hh, b, act)
+
+
+# --------------------------------------------------------------------------------------
+# backward: full BPTT
+
+
+@jit
+def _backward_chunk(da, dh0, dout, dh_n, out, w_hh, r0, r1, act):
+    T = out.shape[0]
+    dh = np.empty((r1 - r0, out.shape[2]), out.dtype)  # dL/dh_t arriving from later steps
+    copy_rows(dh, dh_n[r0:r1])
+    for t in range(T - 1, -1, -1):
+        # h_t = act(a_t)  ->  da_t = (dout_t + dh_t) * act'(h_t)
+        for r in range(r1 - r0):
+            dhr = dh[r]
+            dor = dout[t, r0 + r]
+            for j in range(dhr.shape[0]):
+                dhr[j] += dor[j]
+            activation_backward(da[t, r0 + r], dhr, out[t, r0 + r], act)
+        # a_t = ... + W_hh h_{t-1}  ->  dh_{t-1} = da_t W_hh
+        matmul(dh, da[t, r0:r1], w_hh, False)
+    copy_rows(dh0[r0:r1], dh)
+
+
+@jit_parallel
+def elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh, act):
+    """Backward through the recurrence (full BPTT).
+
+    da (T, B, H) written: dL/da_t; dh0 (B, H) written; dout (T, B, H); dh_n (B, H)
+    (zeros for none); out (T, B, H) from the forward; w_hh (H, H); act code.
+    """
+    B = out.shape[1]
+    size = batch_chunk(B, out.shape[2], BLAS_MIN_ROWS)
+    nc = n_chunks(B, size)
+    if nc == 1:
+        for c in range(nc):
+            _backward_chunk(da, dh0, dout, dh_n, out, w_hh, c * size, min(B, (c + 1) * size), act)
+    else:
+        for c in prange(nc):
+            _backward_chunk(da, dh0, dout, dh_n, out, w_hh, c * size, min(B, (c + 1) * size), act)
+
+
+@jit
+def elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out):
+    """The whole-sequence products of backward, each over all T*B rows at once.
+
+    dx (T, B, I), dw_ih (H, I), dw_hh (H, H), db (H,) written; da (T, B, H) from the
+    backward recurrence; x, h0, w_ih, out as in the forward.
+    """
+    T, B, I = x.shape
+    H = h0.shape[1]
+    TB = T * B
+    da2 = da.reshape(TB, H)
+    x2 = x.reshape(TB, I)
+    # a_t = W_ih x_t + ...       ->  dx_t = da_t W_ih,  dW_ih = sum_t da_t^T x_t
+    par_gemm(dx.reshape(TB, I), da2, w_ih, False, False, False)
+    par_gemm_tn(dw_ih, da2, x2, False)
+    # a_t = ... + W_hh h_{t-1}   ->  dW_hh = sum_t da_t^T h_{t-1}   (h_{-1} = h0)
+    par_gemm_tn(dw_hh, da2[:B], h0, False)
+    if T > 1:
+        par_gemm_tn(dw_hh, da2[B:], out.reshape(TB, H)[: TB - B], True)
+    # a_t = ... + b_ih + b_hh    ->  db = sum over steps and batch of da_t
+    par_sum_rows(db, da2)
+
+
+# --------------------------------------------------------------------------------------
+# backward: truncated BPTT(k)
+#
+# The gradient entering at step t (dout_t, plus dh_n at t = T-1) flows back through
+# steps t, t-1, ..., t-k+1 only. At step s the live windows are those that entered at
+# t = s..s+k-1; the window of age a = t - s carries g_a = dL_t/dh_s. The live windows
+# are stacked in one (k, rows, H) array, so a step's recurrent product is one
+# (ages*rows, H) x (H, H) product instead of k separate passes: O(T k) work in all.
+
+
+@jit
+def _truncated_chunk(da, dh0, dout, dh_n, out, w_hh, r0, r1, act, k):
+    T = out.shape[0]
+    R = r1 - r0
+    H = out.shape[2]
+    g = np.empty((2, k, R, H), out.dtype)  # windows by age; g[p] at step s, g[1-p] at s-1
+    p = 0
+    add_rows(g[p, 0], dout[T - 1, r0:r1], dh_n[r0:r1])  # dh_n enters with the last step's window
+    n_live = 1
+    for t in range(T - 1, -1, -1):
+        gs = g[p]
+        # h_t = act(a_t)  ->  e_a = g_a * act'(h_t) per live window;  da_t = sum_a e_a
+        for r in range(R):
+            h = out[t, r0 + r]
+            for age in range(n_live):
+                activation_backward(gs[age, r], gs[age, r], h, act)
+            dar = da[t, r0 + r]
+            g0 = gs[0, r]
+            for j in range(H):
+                dar[j] = g0[j]
+            for age in range(1, n_live):
+                ga = gs[age, r]
+                for j in range(H):
+                    dar[j] += ga[j]
+        if t == 0:
+            # every live window reaches h0 within its k steps: dh0 = sum_a e_a W_hh
+            matmul(dh0[r0:r1], da[0, r0:r1], w_hh, False)
+            break
+        # a_t = ... + W_hh h_{t-1}  ->  g_{a+1}(t-1) = e_a(t) W_hh;  age k-1 expires here
+        n_prop = min(n_live, k - 1)
+        gn = g[1 - p]
+        if n_prop > 0:
+            matmul(gn[1 : n_prop + 1].reshape(n_prop * R, H), gs[:n_prop].reshape(n_prop * R, H),
+                   w_hh, False)
+        copy_rows(gn[0], dout[t - 1, r0:r1])
+        n_live = n_prop + 1
+        p = 1 - p
+
+
+@jit_parallel
+def elman_truncated_recurrence(da, dh0, dout, dh_n, out, w_hh, act, k):
+    """Backward through the recurrence with truncation to ``k`` steps (1 <= k < T).
+
+    Same arguments as ``elman_backward_recurrence`` plus ``k``. For k >= T the result
+    is full BPTT: call ``elman_backward_recurrence`` then, which is cheaper.
+    """
+    B = out.shape[1]
+    size = batch_chunk(B, out.shape[2], BLAS_MIN_ROWS)
+    nc = n_chunks(B, size)
+    if nc == 1:
+        for c in range(nc):
+            _truncated_chunk(da, dh0, dout, dh_n, out, w_hh, c * size, min(B, (c + 1) * size),
+                             act, k)
+    else:
+        for c in prange(nc):
+            _truncated_chunk(da, dh0, dout, dh_n, out, w_hh, c * size, min(B, (c + 1) * size),
+                             act, k)
+
+
+@jit
+def elman_backward(dx, dh0, dw_ih, dw_hh, db, dout, dh_n, x, h0, w_ih, w_hh, out, act, k):
+    """Whole backward pass: the gradient of ``sum(out * dout) + sum(h_n * dh_n)``.
+
+    Parameters
+    ----------
+    dx : (T, B, I) array, written
+    dh0 : (B, H) array, written
+    dw_ih : (H, I) array, written
+    dw_hh : (H, H) array, written
+    db : (H,) array, written
+        Gradient of ``b_ih`` (and, equally, of ``b_hh``).
+    dout : (T, B, H) array
+    dh_n : (B, H) array
+        Gradient on the last state (zeros for none).
+    x, h0, w_ih, w_hh : arrays
+        As given to ``elman_forward``.
+    out : (T, B, H) array
+        As written by ``elman_forward``.
+    act : int
+        Activation code.
+    k : int
+        Truncation window; ``k <= 0`` or ``k >= T`` means full BPTT.
+    """
+    T = x.shape[0]
+    da = np.empty_like(out)  # dL/da_t for every step
+    if k <= 0 or k >= T:
+        elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh, act)
+    else:
+        elman_truncated_recurrence(da, dh0, dout, dh_n, out, w_hh, act, k)
+    elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out)

@@ -1,0 +1,104 @@
+"""Small matrix helpers shared by the cell kernels.
+
+Dimension key: R = rows (batch rows, or batch rows x live windows), K = inner size,
+N = output size.
+
+The recurrent product of one step is small: at simulation sizes (R = 1) a BLAS call
+costs more than the arithmetic, while from a few rows on BLAS wins by a wide margin.
+``matmul`` chooses by shape only, never by thread count, so results are reproducible.
+
+Array assignments are explicit loops here on purpose: Numba compiles a slice
+assignment such as ``a[i:j] = b[k]`` through its general broadcasting machinery,
+which costs seconds of compile time per call site.
+"""
+
+import numpy as np
+
+from .._config import jit
+from .blas import gemm
+
+#: From this many rows on, a step's product goes to BLAS; below, a hand loop.
+BLAS_MIN_ROWS = 4
+
+
+@jit
+def matmul(c, a, m, accumulate):
+    """``c = a @ m``, or ``c += a @ m`` with ``accumulate``.
+
+    c (R, N), a (R, K) row-major views with unit last stride; m (K, N) C-contiguous;
+    c must not overlap a or m.
+    """
+    R, K = a.shape
+    if R >= BLAS_MIN_ROWS:
+        gemm(c, a, m, False, False, accumulate)
+        return
+    N = m.shape[1]
+    zero = c.dtype.type(0.0)
+    for r in range(R):
+        cr = c[r]
+        ar = a[r]
+        if not accumulate:
+            for j in range(N):
+                cr[j] = zero
+        # axpy form: rows of m are contiguous, so the j loop vectorises without
+        # reassociation and the summation order is fixed (k ascending)
+        for k in range(K):
+            s = ar[k]
+            mk = m[k]
+            for j in range(N):
+                cr[j] += s * mk[j]
+
+
+@jit
+def transpose(a):
+    """A new C-contiguous array holding ``a.T`` for a 2-D array ``a``."""
+    R, N = a.shape
+    t = np.empty((N, R), a.dtype)
+    for r in range(R):
+        ar = a[r]
+        for j in range(N):
+            t[j, r] = ar[j]
+    return t
+
+
+@jit
+def copy_rows(dst, src):
+    """``dst[...] = src`` for 2-D arrays of the same shape."""
+    for r in range(src.shape[0]):
+        d = dst[r]
+        s = src[r]
+        for j in range(s.shape[0]):
+            d[j] = s[j]
+
+
+@jit
+def add_rows(dst, a, b):
+    """``dst[...] = a + b`` for 2-D arrays of the same shape."""
+    for r in range(a.shape[0]):
+        d = dst[r]
+        ar = a[r]
+        br = b[r]
+        for j in range(ar.shape[0]):
+            d[j] = ar[j] + br[j]
+
+
+@jit
+def fill_rows(dst, v):
+    """``dst[r] = v`` for every row r of dst (R, N); v (N,)."""
+    for r in range(dst.shape[0]):
+        d = dst[r]
+        for j in range(v.shape[0]):
+            d[j] = v[j]
+
+
+@jit
+def sum_rows(s, a):
+    """``s = a.sum(axis=0)`` in a fixed order (row 0 first): s (N,), a (R, N), R >= 1."""
+    N = a.shape[1]
+    a0 = a[0]
+    for j in range(N):
+        s[j] = a0[j]
+    for r in range(1, a.shape[0]):
+        ar = a[r]
+        for j in range(N):
+            s[j] += ar[j]
