@@ -1,0 +1,312 @@
+"""The comparison harness behind ``python -m fastrnn.bench``.
+
+Each framework runs in its own process: PyTorch, Numba and OpenBLAS each keep a pool
+of threads that spin for a while after a parallel region, and on a machine with few
+cores one framework's idle pool slows the next one down (measured here: torch 2x
+slower after fastrnn had run in the same process, and fastrnn 1.8x slower after
+torch). In its process, for every (cell, size, mode): build the problem, run once
+and check the results against the float64 NumPy reference (a framework that
+disagrees is reported and not timed), record the first call's time separately (it
+includes compilation), then time the median of ``repeats`` measurements after a
+warm-up. Results go to a table, a JSON file and, with matplotlib installed, a PNG.
+"""
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from . import problems
+from .frameworks import FRAMEWORKS, reference_results
+
+#: relative error allowed against the float64 reference, per dtype
+CHECK_TOL = {"float32": 1e-3, "float64": 1e-9}
+
+
+# --------------------------------------------------------------------------------------
+# machine
+
+
+def set_threads(n):
+    """Pin torch, Numba and BLAS (all libraries threadpoolctl finds) to ``n`` threads.
+
+    torch first: ``torch.set_num_threads`` called after Numba's OpenMP pool has started
+    made torch 60x slower here (two OpenMP runtimes in one process).
+    Returns the threadpoolctl limiter to keep alive (None without threadpoolctl).
+    """
+    try:
+        import torch
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+    import numba
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    limiter = None
+    try:
+        from threadpoolctl import threadpool_limits
+        limiter = threadpool_limits(n)
+    except ImportError:
+        pass
+    return limiter
+
+
+def blas_info():
+    """The BLAS libraries loaded in this process (threadpoolctl's view)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return [{"note": "install threadpoolctl to see which BLAS ran"}]
+    keep = ("user_api", "internal_api", "prefix", "version", "architecture", "threading_layer",
+            "num_threads", "filepath")
+    return [{k: lib.get(k) for k in keep} for lib in threadpool_info()]
+
+
+def machine_info(threads):
+    import numba
+
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line
+                    break
+    except OSError:
+        pass
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                       cpu)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "avx512f": " avx512f" in flags,
+        "avx2": " avx2" in flags,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "numba_threading_layer": numba.config.THREADING_LAYER,
+        "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                                     "OPENBLAS_NUM_THREADS") if k in os.environ},
+    }
+
+
+def gemm_peak(dtype, n=2048, repeats=3):
+    """Best GFLOP/s of NumPy's ``n x n x n`` matrix product: this machine's GEMM peak."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------------------
+# measuring
+
+
+def check(results, expected):
+    """Largest relative error of any result array against the float64 reference."""
+    worst = 0.0
+    for name, want in expected.items():
+        got = np.asarray(results[name], dtype=np.float64)
+        scale = max(float(np.max(np.abs(want))), 1e-30)
+        err = float(np.max(np.abs(got - want))) / scale
+        worst = max(worst, err if np.isfinite(err) else np.inf)
+    return worst
+
+
+def measure(fn, repeats, min_sample=0.02):
+    """Median seconds per call: ``repeats`` samples, each long enough to time well."""
+    one = _timed(fn)  # warm-up
+    inner = max(1, int(min_sample / max(one, 1e-9)))
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - t0) / inner)
+    return statistics.median(samples), samples
+
+
+def run_framework(name, cases, dtype, threads, repeats, peak):
+    """Check and time one framework on every case, in this process (the worker)."""
+    import fastrnn  # noqa: F401  (imported before the threads start, as in run())
+
+    limiter = set_threads(threads)  # noqa: F841
+    problems_ = {c: problems.make_problem(c[0], c[1], dtype) for c in cases}
+    expected = {c: reference_results(c[0], c[2], problems_[c]) for c in cases}
+    time.sleep(0.3)  # let the reference's BLAS threads go idle before timing
+    fw = FRAMEWORKS[name]
+    rows = []
+    for cell, size, mode in cases:
+        row = {"cell": cell, "size": size, "shape": problems.SIZES[size], "mode": mode,
+               "dtype": np.dtype(dtype).name, "framework": name}
+        p = problems_[(cell, size, mode)]
+        try:
+            t0 = time.perf_counter()
+            fn = fw.prepare(cell, mode, p)
+            res = fn()
+            row["first_call_s"] = time.perf_counter() - t0
+        except Exception as e:  # a framework that cannot run this case is reported
+            row.update(ok=False, error=f"{type(e).__name__}: {e}")
+            rows.append(row)
+            continue
+        row["check_error"] = check(res, expected[(cell, size, mode)])
+        row["ok"] = row["check_error"] <= CHECK_TOL[row["dtype"]]
+        if row["ok"]:
+            fl = problems.flops(cell, size, mode)
+            med, samples = measure(fn, repeats)
+            row.update(median_s=med, samples_s=samples, gflops=fl / med / 1e9,
+                       peak_fraction=fl / med / 1e9 / peak if peak else None)
+        rows.append(row)
+    return rows
+
+
+def _in_subprocess(name, cases, dtype, threads, repeats, peak):
+    spec = json.dumps({"framework": name, "cases": cases, "dtype": dtype, "threads": threads,
+                       "repeats": repeats, "peak": peak})
+    res = subprocess.run([sys.executable, "-m", "fastrnn.bench", "--worker", spec],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        err = (res.stderr.strip().splitlines() or ["no output"])[-1]
+        return [{"cell": c, "size": s, "shape": problems.SIZES[s], "mode": m, "dtype": dtype,
+                 "framework": name, "ok": False, "error": f"worker failed: {err}"}
+                for c, s, m in cases]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def worker_main(spec):
+    """Entry point of ``python -m fastrnn.bench --worker SPEC``: prints the rows as JSON."""
+    a = json.loads(spec)
+    cases = [tuple(c) for c in a["cases"]]
+    rows = run_framework(a["framework"], cases, a["dtype"], a["threads"], a["repeats"], a["peak"])
+    print(json.dumps(rows, default=float))
+
+
+# --------------------------------------------------------------------------------------
+# reporting
+
+
+def format_table(rows):
+    head = (f"{'cell':<9}{'size':<12}{'mode':<8}{'framework':<10}{'median ms':>11}"
+            f"{'GFLOP/s':>9}{'% peak':>8}{'fastrnn x':>11}{'first s':>9}  check")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if r.get("median_s") is None:
+            status = r.get("error") or f"FAILED check: rel. error {r.get('check_error'):.1e}"
+            lines.append(f"{r['cell']:<9}{r['size']:<12}{r['mode']:<8}{r['framework']:<10}"
+                         f"{'-':>11}{'-':>9}{'-':>8}{'-':>11}{'-':>9}  {status}")
+            continue
+        pf = r.get("peak_fraction")
+        lines.append(
+            f"{r['cell']:<9}{r['size']:<12}{r['mode']:<8}{r['framework']:<10}"
+            f"{r['median_s'] * 1e3:>11.3f}{r['gflops']:>9.1f}"
+            f"{(100 * pf if pf else float('nan')):>7.1f}%"
+            f"{r.get('fastrnn_speedup', float('nan')):>10.2f}x{r['first_call_s']:>9.2f}"
+            f"  ok ({r['check_error']:.0e})")
+    lines.append("")
+    lines.append("fastrnn x: that framework's median / fastrnn's median (> 1: fastrnn is faster). "
+                 "first s: the first call, compilation included (not in the median).")
+    return "\n".join(lines)
+
+
+def plot(rows, path):
+    """Bar chart of median time per case, one bar per framework. Returns False without
+    matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    modes = [m for m in problems.MODES if any(r["mode"] == m for r in rows)]
+    fws = list(dict.fromkeys(r["framework"] for r in rows))
+    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        cases = list(dict.fromkeys((r["cell"], r["size"]) for r in rows if r["mode"] == mode))
+        width = 0.8 / max(1, len(fws))
+        for i, fw in enumerate(fws):
+            ys = []
+            for case in cases:
+                r = next((r for r in rows if (r["cell"], r["size"]) == case
+                          and r["mode"] == mode and r["framework"] == fw), None)
+                ys.append(r["median_s"] * 1e3 if r and r.get("median_s") else np.nan)
+            ax.bar(np.arange(len(cases)) + i * width, ys, width, label=fw)
+        ax.set_xticks(np.arange(len(cases)) + width * (len(fws) - 1) / 2)
+        ax.set_xticklabels([f"{c}\n{s}" for c, s in cases])
+        ax.set_yscale("log")
+        ax.set_ylabel("median time per call (ms, log)")
+        ax.set_title(mode)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def run(cells, sizes, modes, frameworks, dtype="float32", threads=None, repeats=7,
+        json_path=None, plot_path=None, peak_size=2048, log=print):
+    """Run the comparison; returns the JSON-able report."""
+    threads = threads or os.cpu_count()
+    frameworks = [f for f in frameworks if FRAMEWORKS[f].available()]
+    limiter = set_threads(threads)  # noqa: F841 (keeps the BLAS limits alive)
+    info = machine_info(threads)
+    import scipy.linalg.cython_blas  # noqa: F401  (the BLAS fastrnn's kernels call)
+    info["blas"] = blas_info()
+    peak = gemm_peak(dtype, peak_size)
+    info["gemm_peak_gflops"] = peak
+    log(f"fastrnn benchmark: {info['cpu']} ({'AVX-512' if info['avx512f'] else 'AVX2' if info['avx2'] else 'no AVX2'}), "
+        f"{threads} thread(s), {dtype}, frameworks: {', '.join(frameworks)}")
+    for lib in info["blas"]:
+        if "filepath" in lib:
+            log(f"BLAS: {lib['internal_api']} {lib['version']} ({lib['architecture']}, "
+                f"{lib['threading_layer']}, {lib['num_threads']} threads) {lib['filepath']}")
+    if info["openblas_env"]:
+        log(f"warning: OpenBLAS environment set for this run: {info['openblas_env']}")
+    log(f"GEMM peak ({peak_size}^3 NumPy matmul): {peak:.1f} GFLOP/s\n")
+    cases = [(c, s, m) for c in cells for s in sizes for m in modes]
+    by_fw = {}
+    for name in frameworks:
+        log(f"running {name} ...")
+        by_fw[name] = _in_subprocess(name, cases, dtype, threads, repeats, peak)
+    rows = []
+    for i in range(len(cases)):  # table order: case by case, frameworks side by side
+        case_rows = [by_fw[name][i] for name in frameworks]
+        base = next((r for r in case_rows if r["framework"] == "fastrnn" and r.get("median_s")),
+                    None)
+        for r in case_rows:
+            if base and r.get("median_s"):
+                r["fastrnn_speedup"] = r["median_s"] / base["median_s"]
+        rows.extend(case_rows)
+    log("")
+    log(format_table(rows))
+    report = {"machine": info, "results": rows}
+    if json_path:
+        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+        with open(json_path, "w") as f:
+            json.dump(report, f, indent=1, default=float)
+        log(f"\nwrote {json_path}")
+    if plot_path:
+        os.makedirs(os.path.dirname(os.path.abspath(plot_path)), exist_ok=True)
+        if plot(rows, plot_path):
+            log(f"wrote {plot_path}")
+        else:
+            log("matplotlib is not installed: no plot (pip install matplotlib)")
+    return report

@@ -1,0 +1,96 @@
+"""Results are bit-identical for any number of threads (Numba's and BLAS's)."""
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+
+import numba
+import numpy as np
+import pytest
+
+import fastrnn
+
+# big enough that every phase splits into several chunks: projection and dx over
+# rows, the recurrence over 2 batch chunks, weight gradients over parts of T*B
+SHAPE = (40, 64, 64, 128)
+
+SCRIPT = textwrap.dedent("""
+    import hashlib, numpy as np, fastrnn
+    def run(T, B, I, H, dtype, truncate):
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((T, B, I)).astype(dtype)
+        w_ih = (rng.standard_normal((H, I)) / np.sqrt(I)).astype(dtype)
+        w_hh = (0.5 * rng.standard_normal((H, H)) / np.sqrt(H)).astype(dtype)
+        b = (0.1 * rng.standard_normal(H)).astype(dtype)
+        out, h_n, cache = fastrnn.elman_forward(x, None, w_ih, w_hh, b, b)
+        g = fastrnn.elman_backward(cache, np.cos(out), truncate=truncate)
+        h = hashlib.sha256()
+        for a in (out, h_n, g.dx, g.dh0, g.dw_ih, g.dw_hh, g.db_ih):
+            h.update(a.tobytes())
+        return h.hexdigest()
+""")
+
+namespace = {}
+exec(SCRIPT, namespace)
+run = namespace["run"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("truncate", [None, 5])
+def test_same_bits_for_one_and_two_numba_threads(dtype, truncate):
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = run(*SHAPE, dtype, truncate)
+        numba.set_num_threads(2)
+        two = run(*SHAPE, dtype, truncate)
+    finally:
+        numba.set_num_threads(saved)
+    assert one == two
+    assert run(*SHAPE, dtype, truncate) == one  # and repeatable
+
+
+def test_blas_thread_setting_does_not_matter():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(1):
+        one = run(*SHAPE, "float32", None)
+    with threadpoolctl.threadpool_limits(2):
+        two = run(*SHAPE, "float32", None)
+    assert one == two
+
+
+@pytest.mark.slow
+def test_same_bits_with_more_threads_than_cores_in_a_new_process():
+    code = SCRIPT + f"\nprint(run(*{SHAPE}, 'float64', 5))\n"
+    env = dict(os.environ, NUMBA_NUM_THREADS="5")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, cwd=os.path.dirname(os.path.dirname(fastrnn.__file__)))
+    assert res.stdout.strip() == run(*SHAPE, "float64", 5)
+
+
+def test_blas_threads_are_restored_after_a_call():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastrnn import _blas_threads
+
+    if not _blas_threads._functions():
+        pytest.skip("SciPy's BLAS is not an OpenBLAS fastrnn can find")
+    get = _blas_threads._functions()[0]
+    with threadpoolctl.threadpool_limits(2):
+        before = get()
+        fastrnn.elman_forward(np.ones((3, 2, 2)), None, np.ones((4, 2)), np.eye(4) * 0.5)
+        assert get() == before
+
+
+def test_the_shape_used_here_really_splits_every_phase():
+    from fastrnn.kernels import parallel
+    from fastrnn.kernels.linalg import BLAS_MIN_ROWS
+
+    T, B, I, H = SHAPE
+    size = parallel.batch_chunk(B, H, BLAS_MIN_ROWS)
+    assert parallel.n_chunks(B, size) >= 2  # recurrence
+    assert parallel._n_parts(T * B, parallel.MIN_BLOCK, T * B * I * H) >= 2  # projection, dx
+    assert parallel._n_parts(T * B, parallel.MIN_INNER, T * B * H * H) >= 2  # dW_hh

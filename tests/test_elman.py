@@ -1,0 +1,179 @@
+"""Elman kernels (through the functional API) against the NumPy reference."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+import fastrnn
+from fastrnn import kernels
+from fastrnn.reference import elman as ref
+
+from .conftest import NONLINEARITIES, SHAPES, assert_close, make_elman
+
+GRADS = ["dx", "dh0", "dw_ih", "dw_hh"]
+
+
+def _forward_both(p, nonlinearity):
+    out, h_n, cache = fastrnn.elman_forward(p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"],
+                                            p["b_hh"], nonlinearity=nonlinearity)
+    r_out, r_h_n = ref.elman_forward(p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
+                                     nonlinearity)
+    return out, h_n, cache, r_out, r_h_n
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+def test_forward_matches_reference(shape, nonlinearity, bias, dtype):
+    p = make_elman(*shape, dtype=dtype, bias=bias)
+    out, h_n, _, r_out, r_h_n = _forward_both(p, nonlinearity)
+    assert_close(out, r_out, dtype, what="out")
+    assert_close(h_n, r_h_n, dtype, what="h_n")
+    assert np.array_equal(h_n, out[-1])
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("truncate", [None, 1, 3, "T", "T+5"])
+def test_backward_matches_reference(shape, nonlinearity, bias, truncate, dtype):
+    T, B, _, H = shape
+    p = make_elman(*shape, dtype=dtype, bias=bias)
+    k = {"T": T, "T+5": T + 5}.get(truncate, truncate)
+    out, h_n, cache, r_out, _ = _forward_both(p, nonlinearity)
+    rng = np.random.default_rng(1)
+    dout = rng.standard_normal((T, B, H)).astype(dtype)
+    dh_n = rng.standard_normal((B, H)).astype(dtype)
+    g = fastrnn.elman_backward(cache, dout, dh_n, truncate=k)
+    r = ref.elman_backward(p["x"], p["h0"], p["w_ih"], p["w_hh"], r_out, dout, dh_n, nonlinearity,
+                           truncate=k)
+    for name in GRADS:
+        assert_close(getattr(g, name), r[name], dtype, scale=10, what=name)
+    if bias:
+        assert_close(g.db_ih, r["db"], dtype, scale=10, what="db_ih")
+        assert np.array_equal(g.db_ih, g.db_hh) and g.db_ih is not g.db_hh
+    else:
+        assert g.db_ih is None and g.db_hh is None
+
+
+@pytest.mark.parametrize("shape", [(8, 1, 3, 5), (8, 6, 3, 5)], ids=str)
+def test_truncate_at_least_T_is_full_bptt(shape, dtype):
+    T = shape[0]
+    p = make_elman(*shape, dtype=dtype)
+    out, h_n, cache = fastrnn.elman_forward(**p)
+    dout = np.ones_like(out)
+    full = fastrnn.elman_backward(cache, dout)
+    for k in (T, T + 1, 10 * T):
+        g = fastrnn.elman_backward(cache, dout, truncate=k)
+        for name in GRADS + ["db_ih"]:
+            assert np.array_equal(getattr(g, name), getattr(full, name)), (k, name)
+
+
+@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
+def test_truncated_kernel_with_window_T_equals_full_bptt(nonlinearity, dtype):
+    # the batched-window algorithm itself, run with k = T-1 and k = T (no shortcut)
+    T, B, I, H = 6, 5, 3, 4
+    p = make_elman(T, B, I, H, dtype=dtype)
+    out, h_n, cache = fastrnn.elman_forward(**p, nonlinearity=nonlinearity)
+    dout = np.random.default_rng(2).standard_normal(out.shape).astype(dtype)
+    act = kernels.activations.ACTIVATIONS[nonlinearity]
+    w = cache.inputs
+
+    def run(k):
+        da = np.empty_like(out)
+        dh0 = np.empty_like(w.h0)
+        dh_n = np.zeros_like(w.h0)
+        if k is None:
+            kernels.elman_backward_recurrence(da, dh0, dout, dh_n, out, w.w_hh, act)
+        else:
+            kernels.elman_truncated_recurrence(da, dh0, dout, dh_n, out, w.w_hh, act, k)
+        return da, dh0
+
+    da_full, dh0_full = run(None)
+    da_t, dh0_t = run(T)
+    assert_close(da_t, da_full, dtype, scale=10)
+    assert_close(dh0_t, dh0_full, dtype, scale=10)
+    # one step shorter: only the window entering at the last step loses its reach to h0
+    r = ref.elman_backward(p["x"], p["h0"], p["w_ih"], p["w_hh"], out, dout, None, nonlinearity,
+                           truncate=T - 1)
+    da_s, dh0_s = run(T - 1)
+    assert_close(dh0_s, r["dh0"], dtype, scale=10)
+
+
+def test_truncate_one_keeps_only_local_gradients():
+    # k = 1: every step sees only its own dout, so dh0 = (dout_0 * act'(h_0)) W_hh
+    p = make_elman(5, 2, 3, 4)
+    out, _, cache = fastrnn.elman_forward(**p, nonlinearity="identity")
+    dout = np.random.default_rng(0).standard_normal(out.shape)
+    g = fastrnn.elman_backward(cache, dout, truncate=1)
+    np.testing.assert_allclose(g.dh0, dout[0] @ p["w_hh"], rtol=1e-13)
+    np.testing.assert_allclose(g.db_ih, dout.sum(axis=(0, 1)), rtol=1e-13)
+
+
+def test_reference_truncation_matches_explicit_windows():
+    # check the oracle: the reference's window construction against the definition
+    # written out for T = 3, k = 2 with identity activation (everything linear)
+    p = make_elman(3, 1, 2, 2, bias=False)
+    x, h0, w_ih, w_hh = p["x"], p["h0"], p["w_ih"], p["w_hh"]
+    out, _ = ref.elman_forward(x, h0, w_ih, w_hh, nonlinearity="identity")
+    dout = np.random.default_rng(3).standard_normal(out.shape)
+    g = ref.elman_backward(x, h0, w_ih, w_hh, out, dout, None, "identity", truncate=2)
+    # window t=0: steps {0} -> reaches h0; t=1: steps {1, 0} -> reaches h0; t=2: {2, 1}
+    dh0 = dout[0] @ w_hh + dout[1] @ w_hh @ w_hh
+    np.testing.assert_allclose(g["dh0"], dh0, rtol=1e-13)
+    dx2 = dout[2] @ w_ih
+    dx1 = (dout[1] + dout[2] @ w_hh) @ w_ih
+    dx0 = (dout[0] + dout[1] @ w_hh) @ w_ih  # dout[2] does not reach step 0
+    np.testing.assert_allclose(g["dx"], np.stack([dx0, dx1, dx2]), rtol=1e-13)
+
+
+def test_cache_false_returns_same_outputs():
+    p = make_elman(6, 3, 2, 5)
+    out1, h1, cache = fastrnn.elman_forward(**p)
+    out2, h2, none = fastrnn.elman_forward(**p, cache=False)
+    assert none is None and cache is not None
+    assert np.array_equal(out1, out2) and np.array_equal(h1, h2)
+
+
+def test_dout_none_is_zero_and_dh_n_only():
+    p = make_elman(6, 3, 2, 5)
+    out, h_n, cache = fastrnn.elman_forward(**p)
+    dh_n = np.ones_like(h_n)
+    a = fastrnn.elman_backward(cache, None, dh_n)
+    b = fastrnn.elman_backward(cache, np.zeros_like(out), dh_n)
+    for name in GRADS:
+        assert np.array_equal(getattr(a, name), getattr(b, name))
+
+
+@njit(cache=False)
+def _user_loop(x, h0, w_ih, w_hh, b, act, dout, dh_n, k):
+    # a user's own @njit code calling the whole-sequence kernels
+    T, B, I = x.shape
+    H = w_hh.shape[0]
+    out = np.empty((T, B, H), x.dtype)
+    h_n = np.empty((B, H), x.dtype)
+    kernels.elman_forward(out, h_n, x, h0, w_ih, w_hh, b, act)
+    dx = np.empty_like(x)
+    dh0 = np.empty_like(h0)
+    dw_ih = np.empty_like(w_ih)
+    dw_hh = np.empty_like(w_hh)
+    db = np.empty_like(b)
+    kernels.elman_backward(dx, dh0, dw_ih, dw_hh, db, dout, dh_n, x, h0, w_ih, w_hh, out, act, k)
+    return out, h_n, dx, dh0, dw_ih, dw_hh, db
+
+
+@pytest.mark.parametrize("k", [0, 2])
+def test_kernels_callable_from_user_njit_code(k):
+    T, B, I, H = 7, 5, 3, 4
+    p = make_elman(T, B, I, H)
+    b = p["b_ih"] + p["b_hh"]
+    dout = np.random.default_rng(4).standard_normal((T, B, H))
+    dh_n = np.zeros((B, H))
+    out, h_n, dx, dh0, dw_ih, dw_hh, db = _user_loop(p["x"], p["h0"], p["w_ih"], p["w_hh"], b,
+                                                     kernels.TANH, dout, dh_n, k)
+    r_out, r_h_n = ref.elman_forward(**p)
+    assert_close(out, r_out, np.float64)
+    r = ref.elman_backward(p["x"], p["h0"], p["w_ih"], p["w_hh"], r_out, dout, dh_n,
+                           truncate=k or None)
+    for name, got in zip(["dx", "dh0", "dw_ih", "dw_hh", "db"], [dx, dh0, dw_ih, dw_hh, db]):
+        assert_close(got, r[name], np.float64, scale=10, what=name)
