@@ -1,0 +1,78 @@
+"""The benchmark harness: checks before it times, reports, writes JSON and a plot."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastrnn.bench import frameworks, harness, problems
+
+
+def test_flops_formula():
+    T, B, I, H = problems.SIZES["small"]
+    assert problems.flops("rnn_tanh", "small", "forward") == 2 * T * B * (I + H) * H
+    assert problems.flops("rnn_tanh", "small", "train") == 3 * 2 * T * B * (I + H) * H
+
+
+@pytest.mark.parametrize("name", ["fastrnn", "numpy"])
+def test_framework_results_agree_with_reference(name):
+    p = problems.make_problem("rnn_tanh", "tiny", "float32")
+    for mode in problems.MODES:
+        res = frameworks.FRAMEWORKS[name].prepare("rnn_tanh", mode, p)()
+        assert harness.check(res, frameworks.reference_results("rnn_tanh", mode, p)) < 1e-5
+
+
+def test_a_wrong_framework_is_reported_and_not_timed(monkeypatch):
+    class Wrong:
+        name = "wrong"
+
+        @staticmethod
+        def available():
+            return True
+
+        @staticmethod
+        def prepare(cell, mode, p):
+            ok = frameworks.NumPy.prepare(cell, mode, p)
+            return lambda: {k: v * 1.01 for k, v in ok().items()}
+
+    monkeypatch.setitem(frameworks.FRAMEWORKS, "wrong", Wrong)
+    rows = harness.run_framework("wrong", [("rnn_tanh", "tiny", "forward")], "float32", 1, 1,
+                                 100.0)
+    assert rows[0]["ok"] is False and "median_s" not in rows[0]
+    assert rows[0]["check_error"] == pytest.approx(0.01, rel=1e-3)
+    assert "FAILED check" in harness.format_table(rows)
+
+
+def test_measure_takes_the_median():
+    calls = []
+    med, samples = harness.measure(lambda: calls.append(1), repeats=5, min_sample=0.0)
+    assert len(samples) == 5 and med == sorted(samples)[2]
+
+
+@pytest.mark.slow
+def test_command_line_end_to_end(tmp_path):
+    out_json = tmp_path / "b.json"
+    out_png = tmp_path / "b.png"
+    res = subprocess.run(
+        [sys.executable, "-m", "fastrnn.bench", "--sizes", "tiny", "--modes", "forward",
+         "--frameworks", "numpy", "--repeats", "2", "--peak-size", "256", "--threads", "1",
+         "--json", str(out_json), "--plot", str(out_png)],
+        capture_output=True, text=True, check=True)
+    assert "GEMM peak" in res.stdout and "fastrnn" in res.stdout and "numpy" in res.stdout
+    report = json.loads(out_json.read_text())
+    rows = {r["framework"]: r for r in report["results"]}
+    assert rows["fastrnn"]["ok"] and rows["numpy"]["ok"]
+    assert rows["numpy"]["fastrnn_speedup"] > 0 and report["machine"]["gemm_peak_gflops"] > 0
+    try:
+        import matplotlib  # noqa: F401
+        assert out_png.stat().st_size > 1000
+    except ImportError:
+        assert not out_png.exists()
+
+
+def test_cli_rejects_unknown_choices():
+    res = subprocess.run([sys.executable, "-m", "fastrnn.bench", "--sizes", "huge"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "unknown size" in res.stderr and "tiny" in res.stderr
