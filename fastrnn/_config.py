@@ -23,8 +23,16 @@ FASTMATH = frozenset({"contract", "nsz"})
 
 _FLAGS = dict(cache=True, nogil=True, error_model="numpy", fastmath=set(FASTMATH))
 
-#: Decorator for serial kernels and helpers.
-jit = numba.njit(**_FLAGS)
+
+def jit(fn_or_signatures=None):
+    """Decorator for serial kernels and helpers: ``@jit`` (compiled lazily for the
+    types it is called with) or ``@jit(signatures)`` (compiled eagerly, only those)."""
+    if callable(fn_or_signatures):
+        return numba.njit(**_FLAGS)(fn_or_signatures)
+    if fn_or_signatures is None:
+        return numba.njit(**_FLAGS)
+    return numba.njit(fn_or_signatures, **_FLAGS)
+
 
 #: Decorator for kernels with ``prange`` loops (cacheable: they take no function arguments).
 jit_parallel = numba.njit(parallel=True, **_FLAGS)

@@ -58,7 +58,18 @@ def _colmajor_gemm_impl(ta, tb, m, n, k, a, lda, b, ldb, accumulate, c, ldc):
     return impl
 
 
-@jit
+def _gemm_signatures():
+    # Compiled eagerly for the two dtypes on any 2-D arrays ('A' layout) and plain
+    # bools: lazily, every call site's mix of layouts and constant flags (which Numba
+    # types as literals) would compile yet another copy.
+    sigs = []
+    for dt in (types.float32, types.float64):
+        arr = types.Array(dt, 2, "A")
+        sigs.append(types.void(arr, arr, arr, types.boolean, types.boolean, types.boolean))
+    return sigs
+
+
+@jit(_gemm_signatures())
 def gemm(c, a, b, trans_a, trans_b, accumulate):
     """``c = op(a) @ op(b)``, or ``c += op(a) @ op(b)`` with ``accumulate``.
 

@@ -30,7 +30,7 @@ from numba import prange
 from .._config import jit, jit_parallel
 from .activations import activate, activation_backward
 from .linalg import BLAS_MIN_ROWS, add_rows, copy_rows, matmul, transpose
-from .parallel import batch_chunk, n_chunks, par_gemm, par_gemm_tn, par_sum_rows
+from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 
 # --------------------------------------------------------------------------------------
 # forward
@@ -43,7 +43,7 @@ def elman_project(out, x, w_ih):
     out (T, B, H) written; x (T, B, I); w_ih (H, I).
     """
     T, B, I = x.shape
-    par_gemm(out.reshape(T * B, out.shape[2]), x.reshape(T * B, I), w_ih, False, True, False)
+    par_matmul(out.reshape(T * B, out.shape[2]), x.reshape(T * B, I), transpose(w_ih))
 
 
 @jit
@@ -74,12 +74,8 @@ def elman_recurrence(out, h_n, h0, w_hh, b, act):
     w_hh_t = transpose(w_hh)  # (H_in, H_out): contiguous rows for matmul
     size = batch_chunk(B, out.shape[2], BLAS_MIN_ROWS)
     nc = n_chunks(B, size)
-    if nc == 1:
-        for c in range(nc):
-            _forward_chunk(out, h_n, h0, w_hh_t, b, c * size, min(B, (c + 1) * size), act)
-    else:
-        for c in prange(nc):
-            _forward_chunk(out, h_n, h0, w_hh_t, b, c * size, min(B, (c + 1) * size), act)
+    for c in prange(nc):
+        _forward_chunk(out, h_n, h0, w_hh_t, b, c * size, min(B, (c + 1) * size), act)
 
 
 @jit
@@ -137,12 +133,8 @@ def elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh, act):
     B = out.shape[1]
     size = batch_chunk(B, out.shape[2], BLAS_MIN_ROWS)
     nc = n_chunks(B, size)
-    if nc == 1:
-        for c in range(nc):
-            _backward_chunk(da, dh0, dout, dh_n, out, w_hh, c * size, min(B, (c + 1) * size), act)
-    else:
-        for c in prange(nc):
-            _backward_chunk(da, dh0, dout, dh_n, out, w_hh, c * size, min(B, (c + 1) * size), act)
+    for c in prange(nc):
+        _backward_chunk(da, dh0, dout, dh_n, out, w_hh, c * size, min(B, (c + 1) * size), act)
 
 
 @jit
@@ -156,16 +148,13 @@ def elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out):
     H = h0.shape[1]
     TB = T * B
     da2 = da.reshape(TB, H)
-    x2 = x.reshape(TB, I)
-    # a_t = W_ih x_t + ...       ->  dx_t = da_t W_ih,  dW_ih = sum_t da_t^T x_t
-    par_gemm(dx.reshape(TB, I), da2, w_ih, False, False, False)
-    par_gemm_tn(dw_ih, da2, x2, False)
-    # a_t = ... + W_hh h_{t-1}   ->  dW_hh = sum_t da_t^T h_{t-1}   (h_{-1} = h0)
-    par_gemm_tn(dw_hh, da2[:B], h0, False)
-    if T > 1:
-        par_gemm_tn(dw_hh, da2[B:], out.reshape(TB, H)[: TB - B], True)
-    # a_t = ... + b_ih + b_hh    ->  db = sum over steps and batch of da_t
-    par_sum_rows(db, da2)
+    # a_t = W_ih x_t + ...       ->  dx_t = da_t W_ih
+    par_matmul(dx.reshape(TB, I), da2, w_ih)
+    # a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh  ->  dW_ih = sum_t da_t^T x_t,
+    # dW_hh = sum_t da_t^T h_{t-1} (h_{-1} = h0), db = sum over steps and batch of da_t
+    db_hh = np.empty_like(db)  # equal to db for this cell
+    linear_grads(dw_ih, dw_hh, db, db_hh, da2, da2, x.reshape(TB, I), h0,
+                 out.reshape(TB, H)[: TB - B])
 
 
 # --------------------------------------------------------------------------------------
@@ -227,14 +216,8 @@ def elman_truncated_recurrence(da, dh0, dout, dh_n, out, w_hh, act, k):
     B = out.shape[1]
     size = batch_chunk(B, out.shape[2], BLAS_MIN_ROWS)
     nc = n_chunks(B, size)
-    if nc == 1:
-        for c in range(nc):
-            _truncated_chunk(da, dh0, dout, dh_n, out, w_hh, c * size, min(B, (c + 1) * size),
-                             act, k)
-    else:
-        for c in prange(nc):
-            _truncated_chunk(da, dh0, dout, dh_n, out, w_hh, c * size, min(B, (c + 1) * size),
-                             act, k)
+    for c in prange(nc):
+        _truncated_chunk(da, dh0, dout, dh_n, out, w_hh, c * size, min(B, (c + 1) * size), act, k)
 
 
 @jit

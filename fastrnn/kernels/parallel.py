@@ -75,89 +75,112 @@ def batch_chunk(B, H, min_rows):
     return chunk_size(B, max(min_rows, min(64, H // 4)))
 
 
-@jit_parallel
-def par_gemm(c, a, b, trans_a, trans_b, accumulate):
-    """``gemm`` split over blocks of the larger output dimension (C-contiguous c, a, b)."""
+@jit
+def _matmul_block(c, a, b, i, size):
+    # block i of c = a @ b: a block of rows if c is tall, of columns if it is wide
     M, N = c.shape
-    K = a.shape[0] if trans_a else a.shape[1]
+    lo = i * size
     if M >= N:
-        size = -(-M // _n_parts(M, MIN_BLOCK, M * N * K))
-        nc = n_chunks(M, size)
-        if nc == 1:
-            gemm(c, a, b, trans_a, trans_b, accumulate)
-            return
-        for i in prange(nc):
-            lo = i * size
-            hi = min(M, lo + size)
-            a_blk = a[:, lo:hi] if trans_a else a[lo:hi]
-            gemm(c[lo:hi], a_blk, b, trans_a, trans_b, accumulate)
+        hi = min(M, lo + size)
+        gemm(c[lo:hi], a[lo:hi], b, False, False, False)
     else:
-        size = -(-N // _n_parts(N, MIN_BLOCK, M * N * K))
-        nc = n_chunks(N, size)
-        if nc == 1:
-            gemm(c, a, b, trans_a, trans_b, accumulate)
-            return
-        for i in prange(nc):
-            lo = i * size
-            hi = min(N, lo + size)
-            b_blk = b[lo:hi] if trans_b else b[:, lo:hi]
-            gemm(c[:, lo:hi], a, b_blk, trans_a, trans_b, accumulate)
+        hi = min(N, lo + size)
+        gemm(c[:, lo:hi], a, b[:, lo:hi], False, False, False)
 
 
 @jit_parallel
-def par_gemm_tn(c, a, b, accumulate):
-    """``c = a^T b`` (or ``c += ...``): c (M, N), a (K, M), b (K, N), C-contiguous.
+def par_matmul(c, a, b):
+    """``c = a @ b`` split over blocks of the larger output dimension.
 
-    The weight-gradient shape: K = T*B rows summed over. Split over K into parts whose
-    partial products are summed in part order; when the partials would be too big
-    (or K too short) the output is split instead (``par_gemm``).
+    c (M, N), a (M, K), b (K, N), all C-contiguous.
     """
-    K, M = a.shape
-    N = b.shape[1]
-    P = min(_n_parts(K, MIN_INNER, K * M * N), max(1, MAX_PARTIALS // max(1, M * N)))
-    if P == 1:
-        par_gemm(c, a, b, True, False, accumulate)
-        return
-    size = -(-K // P)
-    P = n_chunks(K, size)
-    parts = np.empty((P, M, N), c.dtype)
-    for p in prange(P):
-        lo = p * size
-        hi = min(K, lo + size)
-        gemm(parts[p], a[lo:hi], b[lo:hi], True, False, False)
-    size = chunk_size(M, 1)
-    for i in prange(n_chunks(M, size)):
-        for r in range(i * size, min(M, (i + 1) * size)):
-            cr = c[r]
-            if not accumulate:
-                p0 = parts[0, r]
-                for j in range(N):
-                    cr[j] = p0[j]
-            for p in range(0 if accumulate else 1, P):
-                pr = parts[p, r]
-                for j in range(N):
-                    cr[j] += pr[j]
+    M, N = c.shape
+    n = max(M, N)
+    size = -(-n // _n_parts(n, MIN_BLOCK, M * N * a.shape[1]))
+    for i in prange(n_chunks(n, size)):
+        _matmul_block(c, a, b, i, size)
+
+
+@jit
+def _grad_block(dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail, k0, k1, m0, m1):
+    # rows m0:m1 of the gradients from rows k0:k1 of the K rows, overwritten;
+    # h_prev is h_head (rows 0..B-1) then h_tail
+    B = h_head.shape[0]
+    gemm(dw_x[m0:m1], da_x[k0:k1, m0:m1], x[k0:k1], True, False, False)
+    acc = False
+    if k0 < B:  # rows whose previous state is h0
+        e = min(k1, B)
+        gemm(dw_h[m0:m1], da_h[k0:e, m0:m1], h_head[k0:e], True, False, False)
+        acc = True
+    if k1 > B:
+        s = max(k0, B)
+        gemm(dw_h[m0:m1], da_h[s:k1, m0:m1], h_tail[s - B:k1 - B], True, False, acc)
+    # bias sums row by row (contiguous runs of m), k ascending: a fixed order
+    for m in range(m0, m1):
+        db_x[m] = da_x[k0, m]
+        db_h[m] = da_h[k0, m]
+    for k in range(k0 + 1, k1):
+        rx = da_x[k]
+        rh = da_h[k]
+        for m in range(m0, m1):
+            db_x[m] += rx[m]
+            db_h[m] += rh[m]
+
+
+@jit
+def _sum_parts(dst, parts, j0, j1):
+    # dst[j0:j1] = parts[0, j0:j1] + parts[1, j0:j1] + ... in part order
+    for j in range(j0, j1):
+        dst[j] = parts[0, j]
+    for p in range(1, parts.shape[0]):
+        pp = parts[p]
+        for j in range(j0, j1):
+            dst[j] += pp[j]
 
 
 @jit_parallel
-def par_sum_rows(s, a):
-    """``s = a.sum(axis=0)`` in a fixed order: s (N,), a (K, N) C-contiguous, K >= 1."""
-    K, N = a.shape
-    P = _n_parts(K, MIN_INNER, K * N // 8)  # a sum is far cheaper than a multiply-add row
-    size = -(-K // P)
-    P = n_chunks(K, size)
-    parts = np.empty((P, N), s.dtype)
-    for p in prange(P):
-        lo = p * size
-        part = parts[p]
-        for j in range(N):
-            part[j] = a[lo, j]
-        for r in range(lo + 1, min(K, lo + size)):
-            ar = a[r]
-            for j in range(N):
-                part[j] += ar[j]
-    for j in range(N):
-        s[j] = parts[0, j]
-    for p in range(1, P):
-        for j in range(N):
-            s[j] += parts[p, j]
+def linear_grads(dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail):
+    """Weight and bias gradients of ``a = x W_x^T + b_x + h_prev W_h^T + b_h`` over
+    all K = T*B rows, where ``h_prev = [h_head; h_tail]`` (h0, then h_0..h_{T-2}):
+
+        dw_x = da_x^T x,  dw_h = da_h^T h_prev,  db_x = sum(da_x),  db_h = sum(da_h)
+
+    dw_x (M, N), dw_h (M, Q), db_x, db_h (M,) written; da_x, da_h (K, M); x (K, N);
+    h_head (B, Q); h_tail (K - B, Q); all C-contiguous, K >= 1. (da_h differs from
+    da_x where the hidden term is gated, as in the GRU's candidate.)
+
+    Split over P parts of K whose partial results are then summed in part order, or,
+    when partials would be too big or K too short (P = 1), over blocks of the M rows.
+    """
+    K, M = da_x.shape
+    N = x.shape[1]
+    Q = h_head.shape[1]
+    work = K * M * (N + Q + 2)
+    P = min(_n_parts(K, MIN_INNER, work), max(1, MAX_PARTIALS // max(1, M * (N + Q + 2))))
+    ksize = -(-K // P)
+    P = n_chunks(K, ksize)
+    msize = M if P > 1 else -(-M // _n_parts(M, MIN_BLOCK, work))
+    nb = n_chunks(M, msize)
+    if P == 1:  # blocks write the results directly
+        px = dw_x.reshape((1, M, N))
+        ph = dw_h.reshape((1, M, Q))
+        pbx = db_x.reshape((1, M))
+        pbh = db_h.reshape((1, M))
+    else:
+        px = np.empty((P, M, N), dw_x.dtype)
+        ph = np.empty((P, M, Q), dw_h.dtype)
+        pbx = np.empty((P, M), db_x.dtype)
+        pbh = np.empty((P, M), db_h.dtype)
+    for task in prange(P * nb):
+        p = task // nb
+        m0 = (task % nb) * msize
+        _grad_block(px[p], ph[p], pbx[p], pbh[p], da_x, da_h, x, h_head, h_tail,
+                    p * ksize, min(K, (p + 1) * ksize), m0, min(M, m0 + msize))
+    if P > 1:
+        rows = chunk_size(M, 1)
+        for i in prange(n_chunks(M, rows)):
+            for m in range(i * rows, min(M, (i + 1) * rows)):
+                _sum_parts(dw_x[m], px[:, m], 0, N)
+                _sum_parts(dw_h[m], ph[:, m], 0, Q)
+            _sum_parts(db_x, pbx, i * rows, min(M, (i + 1) * rows))
+            _sum_parts(db_h, pbh, i * rows, min(M, (i + 1) * rows))
