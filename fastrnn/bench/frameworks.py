@@ -16,52 +16,63 @@ def _check_cell(cell):
         raise ValueError(f"cell {cell!r} is not implemented yet")
 
 
-class FastRNN:
+class _Framework:
+    """A framework's forward and train calls; subclasses define ``_forward``/``_train``
+    (each returns a function of no arguments) and, if optional, ``available``."""
+
+    name = ""
+
+    @staticmethod
+    def available():
+        return True
+
+    @classmethod
+    def prepare(cls, cell, mode, p):
+        _check_cell(cell)
+        return cls._forward(p) if mode == "forward" else cls._train(p)
+
+
+class FastRNN(_Framework):
     name = "fastrnn"
 
     @staticmethod
-    def available():
-        return True
+    def _forward(p):
+        args = (p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+        return lambda: {"out": fastrnn.elman_forward(*args, cache=False)[0]}
 
     @staticmethod
-    def prepare(cell, mode, p):
-        _check_cell(cell)
+    def _train(p):
         args = (p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-        if mode == "forward":
-            def run():
-                out, _, _ = fastrnn.elman_forward(*args, cache=False)
-                return {"out": out}
-        else:
-            def run():
-                out, _, cache = fastrnn.elman_forward(*args)
-                g = fastrnn.elman_backward(cache, p["dout"])
-                return {"out": out, "dx": g.dx, "dw_hh": g.dw_hh}
+
+        def run():
+            out, _, cache = fastrnn.elman_forward(*args)
+            g = fastrnn.elman_backward(cache, p["dout"])
+            return {"out": out, "dx": g.dx, "dw_hh": g.dw_hh}
+
         return run
 
 
-class NumPy:
+class NumPy(_Framework):
     name = "numpy"
 
     @staticmethod
-    def available():
-        return True
+    def _forward(p):
+        args = (p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+        return lambda: {"out": ref.elman_forward(*args)[0]}
 
     @staticmethod
-    def prepare(cell, mode, p):
-        _check_cell(cell)
+    def _train(p):
         args = (p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-        if mode == "forward":
-            def run():
-                return {"out": ref.elman_forward(*args)[0]}
-        else:
-            def run():
-                out, _ = ref.elman_forward(*args)
-                g = ref.elman_backward(p["x"], p["h0"], p["w_ih"], p["w_hh"], out, p["dout"])
-                return {"out": out, "dx": g["dx"], "dw_hh": g["dw_hh"]}
+
+        def run():
+            out, _ = ref.elman_forward(*args)
+            g = ref.elman_backward(p["x"], p["h0"], p["w_ih"], p["w_hh"], out, p["dout"])
+            return {"out": out, "dx": g["dx"], "dw_hh": g["dw_hh"]}
+
         return run
 
 
-class Torch:
+class Torch(_Framework):
     name = "torch"
 
     @staticmethod
@@ -72,8 +83,8 @@ class Torch:
             return False
         return True
 
-    @staticmethod
-    def prepare(cell, mode, p):
+    @classmethod
+    def prepare(cls, cell, mode, p):
         import torch
 
         _check_cell(cell)

@@ -50,48 +50,26 @@ ACTIVATIONS = {"tanh": TANH, "relu": RELU, "sigmoid": SIGMOID, "identity": IDENT
 # Bit casts (no-ops in machine code; they let us build 2**n from an integer n)
 
 
-@intrinsic
-def _f32_bits(typingctx, x):
-    if x != types.float32:
-        return None
+def _bitcast(src, dst, llvm_dst):
+    """An intrinsic reinterpreting the bits of a ``src`` scalar as ``dst``."""
 
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(32))
+    @intrinsic
+    def cast(typingctx, x):
+        if x != src:
+            return None
 
-    return types.int32(types.float32), codegen
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(args[0], llvm_dst)
 
+        return dst(src), codegen
 
-@intrinsic
-def _f32_from_bits(typingctx, i):
-    if i != types.int32:
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return types.float32(types.int32), codegen
+    return cast
 
 
-@intrinsic
-def _f64_bits(typingctx, x):
-    if x != types.float64:
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return types.int64(types.float64), codegen
-
-
-@intrinsic
-def _f64_from_bits(typingctx, i):
-    if i != types.int64:
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return types.float64(types.int64), codegen
+_f32_bits = _bitcast(types.float32, types.int32, ir.IntType(32))
+_f32_from_bits = _bitcast(types.int32, types.float32, ir.FloatType())
+_f64_bits = _bitcast(types.float64, types.int64, ir.IntType(64))
+_f64_from_bits = _bitcast(types.int64, types.float64, ir.DoubleType())
 
 
 # --------------------------------------------------------------------------------------
