@@ -32,3 +32,27 @@ def activation_backward(dh, h, nonlinearity):
     if nonlinearity == "identity":
         return dh.copy()
     raise ValueError(f"unknown nonlinearity {nonlinearity!r}")
+
+
+def truncate_by_windows(T, k, window_grads, totals):
+    """Truncated BPTT(k) from its definition, for any cell.
+
+    The gradient entering at step t flows back through steps s0..t only,
+    s0 = max(0, t-k+1): it is full BPTT over that window, started from the state
+    before it held constant, with the gradient entering at t alone.
+    ``window_grads(s0, t)`` returns that window's gradients as a dict; they are summed
+    into ``totals`` (a dict of zero arrays, modified and returned): ``dx`` over steps
+    s0..t, the initial-state gradients (``dh0``, ``dc0``) only for windows that reach
+    step 0, every other entry whole.
+    """
+    for t in range(T):
+        s0 = max(0, t - k + 1)
+        for name, g in window_grads(s0, t).items():
+            if name == "dx":
+                totals["dx"][s0 : t + 1] += g
+            elif name in ("dh0", "dc0"):
+                if s0 == 0:
+                    totals[name] += g
+            elif g is not None:
+                totals[name] += g
+    return totals

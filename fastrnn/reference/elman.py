@@ -12,7 +12,7 @@ that it is an oracle independent of the kernel's batched-window algorithm.
 
 import numpy as np
 
-from ._common import activate, activation_backward
+from ._common import activate, activation_backward, truncate_by_windows
 
 
 def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
@@ -72,31 +72,15 @@ def _full_backward(x, h0, w_ih, w_hh, out, dout, dh_n, nonlinearity):
 
 
 def _truncated_backward(x, h0, w_ih, w_hh, out, dout, dh_n, nonlinearity, k):
-    # Window t: the states before step s0 = max(0, t-k+1) are constants, so its
-    # gradient is full BPTT over steps s0..t, started from h_{s0-1}, with the
-    # gradient entering only at t. h0 receives it only when the window reaches step 0.
-    T, B, I = x.shape
+    T, B, _ = x.shape
     H = w_hh.shape[0]
-    g = {
-        "dx": np.zeros_like(x),
-        "dh0": np.zeros_like(h0),
-        "dw_ih": np.zeros_like(w_ih),
-        "dw_hh": np.zeros_like(w_hh),
-        "db": np.zeros(H, out.dtype),
-    }
-    for t in range(T):
-        s0 = max(0, t - k + 1)
-        start = h0 if s0 == 0 else out[s0 - 1]
+
+    def window(s0, t):
         d = np.zeros((t + 1 - s0, B, H), out.dtype)
-        d[-1] = dout[t]
-        if t == T - 1:
-            d[-1] += dh_n
-        w = _full_backward(x[s0 : t + 1], start, w_ih, w_hh, out[s0 : t + 1], d,
-                           np.zeros((B, H), out.dtype), nonlinearity)
-        g["dx"][s0 : t + 1] += w["dx"]
-        g["dw_ih"] += w["dw_ih"]
-        g["dw_hh"] += w["dw_hh"]
-        g["db"] += w["db"]
-        if s0 == 0:
-            g["dh0"] += w["dh0"]
-    return g
+        d[-1] = dout[t] + (dh_n if t == T - 1 else 0)
+        start = h0 if s0 == 0 else out[s0 - 1]
+        return _full_backward(x[s0 : t + 1], start, w_ih, w_hh, out[s0 : t + 1], d,
+                              np.zeros((B, H), out.dtype), nonlinearity)
+
+    zeros = {"dx": x, "dh0": h0, "dw_ih": w_ih, "dw_hh": w_hh, "db": w_hh[0]}
+    return truncate_by_windows(T, k, window, {n: np.zeros_like(a) for n, a in zeros.items()})

@@ -1,0 +1,248 @@
+"""GRU kernels: forward recurrence, full BPTT and truncated BPTT (PyTorch's GRU).
+
+    gi_t = W_ih x_t + b_ih,  gh_t = W_hh h_{t-1} + b_hh        (3H: gates r, z, n)
+    r = sigma(gi_r + gh_r),  z = sigma(gi_z + gh_z)
+    n = tanh(gi_n + r * gh_n)            (b_hn inside r *, as PyTorch, unlike the paper)
+    h_t = (1 - z) * n + z * h_{t-1}
+
+Dimension key: T = time steps, B = batch, I = input features, H = hidden features.
+
+Arrays as in ``elman.py``: C-contiguous, one float dtype, unchecked, outputs first.
+The two biases stay separate (b_hn is gated by r). ``gates`` (T, B, 3H) holds the
+input projection W_ih x_t on entry to the recurrence and r, z, n on exit; with
+``ghn`` of T rows the recurrence also keeps gh_n (W_hn h_{t-1} + b_hn): together
+they are all backward needs. With ``ghn`` of 0 rows (inference) nothing extra is kept.
+"""
+
+import numpy as np
+from numba import prange
+
+from .._config import jit, jit_parallel
+from .activations import sigmoid, tanh
+from .linalg import BLAS_MIN_ROWS, copy_rows, matmul, transpose
+from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
+
+# --------------------------------------------------------------------------------------
+# forward
+
+
+@jit
+def gru_project(gates, x, w_ih):
+    """``gates[t] = x[t] W_ih^T`` for all steps. gates (T, B, 3H) written."""
+    T, B, I = x.shape
+    par_matmul(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, I), transpose(w_ih))
+
+
+@jit
+def _cell_forward(h, ghn, a, gh, h_prev, b_ih, H, keep):
+    # one row: a (3H) W_ih x_t -> r, z, n in place; gh (3H) = W_hh h_{t-1} + b_hh;
+    # h (H) written; ghn (H) written if keep
+    one = a.dtype.type(1.0)
+    for j in range(2 * H):
+        a[j] = sigmoid(a[j] + b_ih[j] + gh[j])  # r, z
+    for j in range(H):
+        r = a[j]
+        z = a[H + j]
+        n = tanh(a[2 * H + j] + b_ih[2 * H + j] + r * gh[2 * H + j])
+        a[2 * H + j] = n
+        h[j] = (one - z) * n + z * h_prev[j]
+    if keep:
+        for j in range(H):
+            ghn[j] = gh[2 * H + j]
+
+
+@jit
+def _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, r0, r1):
+    T = out.shape[0]
+    H = out.shape[2]
+    R = r1 - r0
+    keep = ghn.shape[0] > 0
+    gh = np.empty((R, 3 * H), out.dtype)  # W_hh h_{t-1} + b_hh of one step
+    for t in range(T):
+        h_prev = h0[r0:r1] if t == 0 else out[t - 1, r0:r1]
+        for r in range(R):
+            ghr = gh[r]
+            for j in range(3 * H):
+                ghr[j] = b_hh[j]
+        matmul(gh, h_prev, w_hh_t, True)  # gh_t = W_hh h_{t-1} + b_hh
+        for r in range(R):
+            _cell_forward(out[t, r0 + r], ghn[t, r0 + r] if keep else gh[r], gates[t, r0 + r],
+                          gh[r], h_prev[r], b_ih, H, keep)
+    copy_rows(h_n[r0:r1], out[T - 1, r0:r1])
+
+
+@jit_parallel
+def gru_recurrence(out, h_n, gates, ghn, h0, w_hh, b_ih, b_hh):
+    """Run the recurrence.
+
+    out (T, B, H), h_n (B, H) written; gates (T, B, 3H) projection in, r, z, n out;
+    ghn (T, B, H) written (or (0, B, H) to keep nothing); h0 (B, H); w_hh (3H, H);
+    b_ih, b_hh (3H,).
+    """
+    B = out.shape[1]
+    w_hh_t = transpose(w_hh)
+    size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
+    for c in prange(n_chunks(B, size)):
+        _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, c * size,
+                       min(B, (c + 1) * size))
+
+
+@jit
+def gru_forward(out, h_n, gates, ghn, x, h0, w_ih, w_hh, b_ih, b_hh):
+    """Whole forward pass (T >= 1): ``gru_project`` then ``gru_recurrence``."""
+    gru_project(gates, x, w_ih)
+    gru_recurrence(out, h_n, gates, ghn, h0, w_hh, b_ih, b_hh)
+
+
+# --------------------------------------------------------------------------------------
+# backward
+
+
+@jit
+def _cell_backward(dgi, dgh, dh_prev, dh, a, ghn, h_prev, H):
+    # one row: from dL/dh_t (dh) to the gradients of gi (dgi) and gh (dgh) and the
+    # direct part of dL/dh_{t-1}, dh * z (dh_prev; may alias dh)
+    one = a.dtype.type(1.0)
+    for j in range(H):
+        r = a[j]
+        z = a[H + j]
+        n = a[2 * H + j]
+        d = dh[j]
+        da_n = d * (one - z) * (one - n * n)  # h = (1 - z) n + z h_prev, n = tanh(.)
+        da_z = d * (h_prev[j] - n) * z * (one - z)
+        da_r = da_n * ghn[j] * r * (one - r)  # n = tanh(gi_n + r gh_n)
+        dgi[j] = da_r
+        dgi[H + j] = da_z
+        dgi[2 * H + j] = da_n
+        dgh[j] = da_r
+        dgh[H + j] = da_z
+        dgh[2 * H + j] = da_n * r
+        dh_prev[j] = d * z
+
+
+@jit
+def _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, r0, r1):
+    T = out.shape[0]
+    H = out.shape[2]
+    R = r1 - r0
+    dh = np.empty((R, H), dgi.dtype)  # dL/dh_t from later steps
+    copy_rows(dh, dh_n[r0:r1])
+    for t in range(T - 1, -1, -1):
+        for r in range(R):
+            dhr = dh[r]
+            dor = dout[t, r0 + r]
+            for j in range(H):
+                dhr[j] += dor[j]
+            h_prev = h0[r0 + r] if t == 0 else out[t - 1, r0 + r]
+            _cell_backward(dgi[t, r0 + r], dgh[t, r0 + r], dhr, dhr, gates[t, r0 + r],
+                           ghn[t, r0 + r], h_prev, H)
+        # gh_t = W_hh h_{t-1} + b_hh  ->  dh_{t-1} = dh_t z + dgh_t W_hh
+        matmul(dh, dgh[t, r0:r1], w_hh, True)
+    copy_rows(dh0[r0:r1], dh)
+
+
+@jit_parallel
+def gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh):
+    """Backward through the recurrence (full BPTT).
+
+    dgi, dgh (T, B, 3H) written: gradients of W_ih x_t + b_ih and of W_hh h_{t-1} + b_hh;
+    dh0 (B, H) written; dout (T, B, H); dh_n (B, H); gates, ghn from the forward;
+    h0 (B, H); out (T, B, H); w_hh (3H, H).
+    """
+    B = out.shape[1]
+    size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
+    for c in prange(n_chunks(B, size)):
+        _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, c * size,
+                        min(B, (c + 1) * size))
+
+
+# Truncated BPTT(k): as in elman.py, the live windows (entered at steps t..t+k-1) are
+# stacked by age and propagated together.
+
+
+@jit
+def _sum_windows(dst, win, n):
+    # dst = win[0] + ... + win[n-1]: dst (N,), win (k, N)
+    for j in range(dst.shape[0]):
+        dst[j] = win[0, j]
+    for age in range(1, n):
+        w = win[age]
+        for j in range(dst.shape[0]):
+            dst[j] += w[j]
+
+
+@jit
+def _truncated_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, r0, r1, k):
+    T = out.shape[0]
+    H = out.shape[2]
+    R = r1 - r0
+    gh = np.empty((2, k + 1, R, H), dgi.dtype)  # dL/dh per window by age; age k: discard
+    wi = np.empty((k, R, 3 * H), dgi.dtype)  # per-window gradients of gi
+    wh = np.empty((k, R, 3 * H), dgi.dtype)  # per-window gradients of gh
+    p = 0
+    for r in range(R):  # dh_n enters with the last step's window
+        g = gh[p, 0, r]
+        for j in range(H):
+            g[j] = dout[T - 1, r0 + r, j] + dh_n[r0 + r, j]
+    n_live = 1
+    for t in range(T - 1, -1, -1):
+        for r in range(R):
+            h_prev = h0[r0 + r] if t == 0 else out[t - 1, r0 + r]
+            for age in range(n_live):
+                _cell_backward(wi[age, r], wh[age, r], gh[1 - p, age + 1, r], gh[p, age, r],
+                               gates[t, r0 + r], ghn[t, r0 + r], h_prev, H)
+            _sum_windows(dgi[t, r0 + r], wi[:, r], n_live)
+            _sum_windows(dgh[t, r0 + r], wh[:, r], n_live)
+        if t == 0:
+            # every live window reaches h0: dh0 = sum_a dh_a z + dgh_0 W_hh
+            for r in range(R):
+                _sum_windows(dh0[r0 + r], gh[1 - p, 1:, r], n_live)
+            matmul(dh0[r0:r1], dgh[0, r0:r1], w_hh, True)
+            break
+        n_prop = min(n_live, k - 1)  # age k-1 expires at this step
+        if n_prop > 0:
+            matmul(gh[1 - p, 1 : n_prop + 1].reshape(n_prop * R, H),
+                   wh[:n_prop].reshape(n_prop * R, 3 * H), w_hh, True)
+        copy_rows(gh[1 - p, 0], dout[t - 1, r0:r1])
+        n_live = n_prop + 1
+        p = 1 - p
+
+
+@jit_parallel
+def gru_truncated_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, k):
+    """``gru_backward_recurrence`` truncated to windows of ``k`` steps (1 <= k < T)."""
+    B = out.shape[1]
+    size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
+    for c in prange(n_chunks(B, size)):
+        _truncated_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, c * size,
+                         min(B, (c + 1) * size), k)
+
+
+@jit
+def gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, w_ih, out):
+    """The whole-sequence products: dx (T, B, I), dw_ih (3H, I), dw_hh (3H, H),
+    db_ih, db_hh (3H,) written."""
+    T, B, I = x.shape
+    G = dgi.shape[2]
+    H = out.shape[2]
+    TB = T * B
+    dgi2 = dgi.reshape(TB, G)
+    par_matmul(dx.reshape(TB, I), dgi2, w_ih)
+    linear_grads(dw_ih, dw_hh, db_ih, db_hh, dgi2, dgh.reshape(TB, G), x.reshape(TB, I), h0,
+                 out.reshape(TB, H)[: TB - B])
+
+
+@jit
+def gru_backward(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dout, dh_n, x, h0, w_ih, w_hh, out,
+                 gates, ghn, k):
+    """Whole backward pass: the gradient of ``sum(out * dout) + sum(h_n * dh_n)``;
+    ``k <= 0`` or ``k >= T``: full BPTT, else truncated to k steps. ``gates`` and
+    ``ghn`` as left by ``gru_forward`` (ghn with T rows)."""
+    T = x.shape[0]
+    dgi = np.empty_like(gates)
+    dgh = np.empty_like(gates)
+    if k <= 0 or k >= T:
+        gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh)
+    else:
+        gru_truncated_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, k)
+    gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, w_ih, out)

@@ -1,0 +1,312 @@
+"""LSTM kernels: forward recurrence, full BPTT and truncated BPTT (PyTorch's LSTM).
+
+    a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh           (4H: gates i, f, g, o)
+    i, f, g, o = sigma(a_i), sigma(a_f), tanh(a_g), sigma(a_o)
+    c_t = f * c_{t-1} + i * g
+    m_t = o * tanh(c_t)
+    h_t = m_t,  or  h_t = W_hr m_t  with projections (PyTorch's proj_size)
+
+Dimension key: T = time steps, B = batch, I = input features, H = cell units,
+P = features of h (H, or the projection size).
+
+Arrays as in ``elman.py``: C-contiguous, one float dtype, unchecked, outputs first.
+``b`` is ``b_ih + b_hh`` (4H,). Without projections pass ``w_hr`` of shape (0, 0).
+``gates`` (T, B, 4H) holds the input projection on entry to the recurrence and the
+gate activations i, f, g, o on exit; with ``cs`` of T rows the cell states are kept
+too: together they are all backward needs (m_t = o * tanh(c_t) is recomputed). With
+``cs`` of 0 rows (inference) only the running cell state is kept.
+"""
+
+import numpy as np
+from numba import prange
+
+from .._config import jit, jit_parallel
+from .activations import sigmoid, tanh
+from .linalg import BLAS_MIN_ROWS, add_rows, copy_rows, matmul, transpose
+from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
+
+# --------------------------------------------------------------------------------------
+# forward
+
+
+@jit
+def lstm_project(gates, x, w_ih):
+    """``gates[t] = x[t] W_ih^T`` for all steps. gates (T, B, 4H) written."""
+    T, B, I = x.shape
+    par_matmul(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, I), transpose(w_ih))
+
+
+@jit
+def _cell_forward(m, c, a, b, H):
+    # one row: a (4H) pre-activations -> gate activations in place; c (H) c_{t-1} -> c_t;
+    # m (H) written: o * tanh(c_t)
+    for j in range(4 * H):
+        a[j] += b[j]
+    for j in range(2 * H):
+        a[j] = sigmoid(a[j])  # i, f
+    for j in range(2 * H, 3 * H):
+        a[j] = tanh(a[j])  # g
+    for j in range(3 * H, 4 * H):
+        a[j] = sigmoid(a[j])  # o
+    for j in range(H):
+        cj = a[H + j] * c[j] + a[j] * a[2 * H + j]  # c_t = f c_{t-1} + i g
+        c[j] = cj
+        m[j] = a[3 * H + j] * tanh(cj)  # m_t = o tanh(c_t)
+
+
+@jit
+def _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, r0, r1):
+    T = out.shape[0]
+    H = c0.shape[1]
+    R = r1 - r0
+    proj = w_hr_t.shape[0] > 0
+    c = np.empty((R, H), out.dtype)  # running cell state
+    copy_rows(c, c0[r0:r1])
+    m = np.empty((R if proj else 0, H), out.dtype)  # o * tanh(c) before W_hr
+    for t in range(T):
+        h_prev = h0[r0:r1] if t == 0 else out[t - 1, r0:r1]
+        a = gates[t, r0:r1]
+        matmul(a, h_prev, w_hh_t, True)  # a_t = W_ih x_t + W_hh h_{t-1} (+ b below)
+        for r in range(R):
+            _cell_forward(m[r] if proj else out[t, r0 + r], c[r], a[r], b, H)
+        if proj:
+            matmul(out[t, r0:r1], m, w_hr_t, False)  # h_t = W_hr m_t
+        if cs.shape[0] > 0:
+            copy_rows(cs[t, r0:r1], c)
+    copy_rows(h_n[r0:r1], out[T - 1, r0:r1])
+    copy_rows(c_n[r0:r1], c)
+
+
+@jit_parallel
+def lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh, b, w_hr):
+    """Run the recurrence.
+
+    out (T, B, P), h_n (B, P), c_n (B, H) written; gates (T, B, 4H) projection in,
+    activations out; cs (T, B, H) written (or (0, B, H) to keep no history);
+    h0 (B, P); c0 (B, H); w_hh (4H, P); b (4H,); w_hr (P, H) or (0, 0).
+    """
+    B = out.shape[1]
+    w_hh_t = transpose(w_hh)
+    w_hr_t = transpose(w_hr)
+    size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
+    for c in prange(n_chunks(B, size)):
+        _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, c * size,
+                       min(B, (c + 1) * size))
+
+
+@jit
+def lstm_forward(out, h_n, c_n, gates, cs, x, h0, c0, w_ih, w_hh, b, w_hr):
+    """Whole forward pass (T >= 1): ``lstm_project`` then ``lstm_recurrence``."""
+    lstm_project(gates, x, w_ih)
+    lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh, b, w_hr)
+
+
+# --------------------------------------------------------------------------------------
+# backward
+
+
+@jit
+def _cell_backward(da, dc_prev, dm, dc, a, c, c_prev, H):
+    # one row: from dL/dm_t (dm) and dL/dc_t arriving from step t+1 (dc) to the gate
+    # pre-activation gradients da (4H) and dL/dc_{t-1} (dc_prev; may alias dc)
+    one = a.dtype.type(1.0)
+    for j in range(H):
+        i = a[j]
+        f = a[H + j]
+        g = a[2 * H + j]
+        o = a[3 * H + j]
+        tc = tanh(c[j])
+        dmj = dm[j]
+        dcj = dc[j] + dmj * o * (one - tc * tc)  # m = o tanh(c)
+        da[j] = dcj * g * i * (one - i)  # c = f c_prev + i g
+        da[H + j] = dcj * c_prev[j] * f * (one - f)
+        da[2 * H + j] = dcj * i * (one - g * g)
+        da[3 * H + j] = dmj * tc * o * (one - o)
+        dc_prev[j] = dcj * f
+
+
+@jit
+def _m_row(m, a, c, H):
+    # m_t = o * tanh(c_t), recomputed for dW_hr
+    for j in range(H):
+        m[j] = a[3 * H + j] * tanh(c[j])
+
+
+@jit
+def _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh, w_hr,
+                    r0, r1):
+    T = gates.shape[0]
+    H = cs.shape[2]
+    R = r1 - r0
+    proj = w_hr.shape[0] > 0
+    dh = np.empty((R, dh_n.shape[1]), da.dtype)  # dL/dh_t from later steps
+    copy_rows(dh, dh_n[r0:r1])
+    dc = np.empty((R, H), da.dtype)  # dL/dc_t from later steps
+    copy_rows(dc, dc_n[r0:r1])
+    dm = np.empty((R, H), da.dtype) if proj else dh
+    for t in range(T - 1, -1, -1):
+        for r in range(R):
+            dhr = dh[r]
+            dor = dout[t, r0 + r]
+            for j in range(dhr.shape[0]):
+                dhr[j] += dor[j]
+        if proj:  # h_t = W_hr m_t  ->  dm_t = dh_t W_hr;  dW_hr needs dh_t and m_t
+            copy_rows(dhs[t, r0:r1], dh)
+            matmul(dm, dh, w_hr, False)
+            for r in range(R):
+                _m_row(ms[t, r0 + r], gates[t, r0 + r], cs[t, r0 + r], H)
+        for r in range(R):
+            c_prev = c0[r0 + r] if t == 0 else cs[t - 1, r0 + r]
+            _cell_backward(da[t, r0 + r], dc[r], dm[r], dc[r], gates[t, r0 + r],
+                           cs[t, r0 + r], c_prev, H)
+        # a_t = ... + W_hh h_{t-1}  ->  dh_{t-1} = da_t W_hh
+        matmul(dh, da[t, r0:r1], w_hh, False)
+    copy_rows(dh0[r0:r1], dh)
+    copy_rows(dc0[r0:r1], dc)
+
+
+@jit_parallel
+def lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
+                             w_hr):
+    """Backward through the recurrence (full BPTT).
+
+    da (T, B, 4H) written: dL/da_t; with projections dhs (T, B, P) and ms (T, B, H)
+    written (dL/dh_t and m_t, for dW_hr; else 0-row arrays); dh0 (B, P), dc0 (B, H)
+    written; dout (T, B, P); dh_n (B, P); dc_n (B, H); gates, cs from the forward;
+    c0 (B, H); w_hh (4H, P); w_hr (P, H) or (0, 0).
+    """
+    B = gates.shape[1]
+    size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
+    for c in prange(n_chunks(B, size)):
+        _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh, w_hr,
+                        c * size, min(B, (c + 1) * size))
+
+
+# Truncated BPTT(k): as in elman.py, the live windows (entered at steps t..t+k-1) are
+# stacked by age; each carries dL/dh and dL/dc, and both stop at the window's start.
+
+
+@jit
+def _truncated_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh, w_hr,
+                     r0, r1, k):
+    T = gates.shape[0]
+    H = cs.shape[2]
+    G = gates.shape[2]
+    R = r1 - r0
+    P = dh_n.shape[1]
+    proj = w_hr.shape[0] > 0
+    gh = np.empty((2, k, R, P), da.dtype)  # dL/dh per window, by age; [p] now, [1-p] next
+    gc = np.empty((2, k + 1, R, H), da.dtype)  # dL/dc per window; age k is a discard slot
+    ga = np.empty((k, R, G), da.dtype)  # gate gradients per window
+    dm = np.empty((k if proj else 0, R, H), da.dtype)  # dL/dm per window
+    p = 0
+    add_rows(gh[p, 0], dout[T - 1, r0:r1], dh_n[r0:r1])  # dh_n, dc_n enter with step T-1
+    copy_rows(gc[p, 0], dc_n[r0:r1])
+    n_live = 1
+    for t in range(T - 1, -1, -1):
+        hs = gh[p]
+        if proj:  # h_t = W_hr m_t
+            matmul(dm[:n_live].reshape(n_live * R, H), hs[:n_live].reshape(n_live * R, P),
+                   w_hr, False)
+            for r in range(R):
+                _m_row(ms[t, r0 + r], gates[t, r0 + r], cs[t, r0 + r], H)
+                dr = dhs[t, r0 + r]  # the total dL/dh_t, for dW_hr
+                h0r = hs[0, r]
+                for j in range(P):
+                    dr[j] = h0r[j]
+                for age in range(1, n_live):
+                    har = hs[age, r]
+                    for j in range(P):
+                        dr[j] += har[j]
+        for r in range(R):
+            c_prev = c0[r0 + r] if t == 0 else cs[t - 1, r0 + r]
+            for age in range(n_live):
+                _cell_backward(ga[age, r], gc[1 - p, age + 1, r],
+                               dm[age, r] if proj else hs[age, r], gc[p, age, r],
+                               gates[t, r0 + r], cs[t, r0 + r], c_prev, H)
+            dar = da[t, r0 + r]
+            g0 = ga[0, r]
+            for j in range(G):
+                dar[j] = g0[j]
+            for age in range(1, n_live):
+                gar = ga[age, r]
+                for j in range(G):
+                    dar[j] += gar[j]
+        if t == 0:
+            # every live window reaches h0 and c0 within its k steps
+            matmul(dh0[r0:r1], da[0, r0:r1], w_hh, False)
+            for r in range(R):
+                d = dc0[r0 + r]
+                g1 = gc[1 - p, 1, r]
+                for j in range(H):
+                    d[j] = g1[j]
+                for age in range(2, n_live + 1):
+                    ga1 = gc[1 - p, age, r]
+                    for j in range(H):
+                        d[j] += ga1[j]
+            break
+        n_prop = min(n_live, k - 1)  # age k-1 expires at this step
+        if n_prop > 0:
+            matmul(gh[1 - p, 1 : n_prop + 1].reshape(n_prop * R, P),
+                   ga[:n_prop].reshape(n_prop * R, G), w_hh, False)
+        copy_rows(gh[1 - p, 0], dout[t - 1, r0:r1])
+        zero = da.dtype.type(0.0)
+        for r in range(R):
+            gnew = gc[1 - p, 0, r]
+            for j in range(H):
+                gnew[j] = zero
+        n_live = n_prop + 1
+        p = 1 - p
+
+
+@jit_parallel
+def lstm_truncated_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
+                              w_hr, k):
+    """``lstm_backward_recurrence`` truncated to windows of ``k`` steps (1 <= k < T)."""
+    B = gates.shape[1]
+    size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
+    for c in prange(n_chunks(B, size)):
+        _truncated_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh, w_hr,
+                         c * size, min(B, (c + 1) * size), k)
+
+
+@jit
+def lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, x, h0, w_ih, out):
+    """The whole-sequence products: dx (T, B, I), dw_ih (4H, I), dw_hh (4H, P), db (4H,)
+    and, with projections, dw_hr (P, H) (else (0, 0)) written."""
+    T, B, I = x.shape
+    G = da.shape[2]
+    P = out.shape[2]
+    TB = T * B
+    da2 = da.reshape(TB, G)
+    par_matmul(dx.reshape(TB, I), da2, w_ih)
+    db_hh = np.empty_like(db)  # equal to db for this cell
+    linear_grads(dw_ih, dw_hh, db, db_hh, da2, da2, x.reshape(TB, I), h0,
+                 out.reshape(TB, P)[: TB - B])
+    if dw_hr.shape[0] > 0:  # h_t = W_hr m_t  ->  dW_hr = sum_t dh_t^T m_t
+        # (the same kernel, with no hidden term: zero-width h_prev)
+        dhs2 = dhs.reshape(TB, P)
+        linear_grads(dw_hr, np.empty((P, 0), da.dtype), np.empty(P, da.dtype),
+                     np.empty(P, da.dtype), dhs2, dhs2, ms.reshape(TB, ms.shape[2]),
+                     np.empty((B, 0), da.dtype), np.empty((TB - B, 0), da.dtype))
+
+
+@jit
+def lstm_backward(dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dout, dh_n, dc_n, x, h0, c0, w_ih,
+                  w_hh, w_hr, out, gates, cs, k):
+    """Whole backward pass: the gradient of ``sum(out * dout) + sum(h_n * dh_n)
+    + sum(c_n * dc_n)``; ``k <= 0`` or ``k >= T``: full BPTT, else truncated to k steps.
+    ``gates`` and ``cs`` as left by ``lstm_forward`` (cs with T rows)."""
+    T, B, _ = x.shape
+    proj = w_hr.shape[0] > 0
+    da = np.empty_like(gates)
+    n = T if proj else 0
+    dhs = np.empty((n, B, out.shape[2]), out.dtype)
+    ms = np.empty((n, B, cs.shape[2]), out.dtype)
+    if k <= 0 or k >= T:
+        lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
+                                 w_hr)
+    else:
+        lstm_truncated_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0,
+                                  w_hh, w_hr, k)
+    lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, x, h0, w_ih, out)
