@@ -11,8 +11,15 @@ Layers of the package (each calls only the one below):
 - ``fastrnn.functional``: validated functions, re-exported here.
 """
 
-from .functional import ElmanCache, ElmanGrads, elman_backward, elman_forward
+from .functional import (ElmanCache, ElmanGrads, GRUCache, GRUGrads, LSTMCache, LSTMGrads,
+                         elman_backward, elman_forward, gru_backward, gru_forward,
+                         lstm_backward, lstm_forward)
 
 __version__ = "0.1.0"
 
-__all__ = ["elman_forward", "elman_backward", "ElmanCache", "ElmanGrads", "__version__"]
+__all__ = [
+    "elman_forward", "elman_backward", "ElmanCache", "ElmanGrads",
+    "lstm_forward", "lstm_backward", "LSTMCache", "LSTMGrads",
+    "gru_forward", "gru_backward", "GRUCache", "GRUGrads",
+    "__version__",
+]

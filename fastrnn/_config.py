@@ -12,10 +12,17 @@ decorators defined here (a test enforces it).
   which is what lets LLVM vectorise loops that divide.
 - ``nogil=True``: kernels release the GIL, so Python threads can run them at once.
 - ``cache=True``: compiled code is written next to the sources and reused by the
-  next process. Numba's cache does not notice changes in *other* modules: a user's
-  own cached ``@njit`` function that calls a fastrnn kernel keeps the old inlined
-  code after a fastrnn upgrade until the user clears its cache.
+  next process. Numba keys each cached function on its own source file only, but a
+  kernel's compiled code contains the code of every helper it calls, from other
+  modules: after a change to a helper, such a kernel would load stale code (seen
+  here: a segfault). So every fastrnn kernel's cache key also includes a hash of all
+  of fastrnn's kernel sources (``_install_cache_fingerprint``): any change to any of
+  them recompiles everything. A user's own cached ``@njit`` function that calls a
+  fastrnn kernel is keyed on the user's source only: clear its cache after upgrading.
 """
+
+import hashlib
+import os
 
 import numba
 
@@ -39,3 +46,75 @@ jit_parallel = numba.njit(parallel=True, **_FLAGS)
 
 #: Options for ``numba.extending.overload`` implementations (compiled into their callers).
 OVERLOAD_OPTIONS = dict(nogil=True, error_model="numpy", fastmath=set(FASTMATH))
+
+
+# --------------------------------------------------------------------------------------
+# cache keys that cover every kernel source
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _sources_fingerprint():
+    h = hashlib.sha256()
+    files = [os.path.join(_PACKAGE, "_config.py")]
+    kernels = os.path.join(_PACKAGE, "kernels")
+    files += sorted(os.path.join(kernels, f) for f in os.listdir(kernels) if f.endswith(".py"))
+    for path in files:
+        with open(path, "rb") as f:
+            h.update(os.path.basename(path).encode() + b"\0" + f.read())
+    return h.hexdigest()
+
+
+def _install_cache_fingerprint():
+    """Make Numba's cache key of every function defined in fastrnn include the hash of
+    all kernel sources. Uses Numba's cache-locator hook (an internal API): if it is
+    missing, caching keeps Numba's default per-file keys."""
+    try:
+        from numba.core import caching
+    except ImportError:  # pragma: no cover
+        return False
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
+    base = getattr(caching, "_CacheLocator", None)
+    if impl is None or base is None or not isinstance(getattr(impl, "_locator_classes", None),
+                                                      list):
+        return False
+    if any(getattr(c, "_fastrnn", False) for c in impl._locator_classes):
+        return True
+    fingerprint = _sources_fingerprint()
+    defaults = list(impl._locator_classes)
+
+    class FastRNNLocator(base):
+        """Numba's own locator for the file, with the sources' hash in the stamp."""
+
+        _fastrnn = True
+
+        def __init__(self, inner):
+            self._inner = inner
+
+        def ensure_cache_path(self):
+            self._inner.ensure_cache_path()
+
+        def get_cache_path(self):
+            return self._inner.get_cache_path()
+
+        def get_source_stamp(self):
+            return (self._inner.get_source_stamp(), fingerprint)
+
+        def get_disambiguator(self):
+            return self._inner.get_disambiguator()
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if not os.path.abspath(py_file).startswith(_PACKAGE + os.sep):
+                return None
+            for locator in defaults:
+                inner = locator.from_function(py_func, py_file)
+                if inner is not None:
+                    return cls(inner)
+            return None
+
+    impl._locator_classes.insert(0, FastRNNLocator)
+    return True
+
+
+CACHE_FINGERPRINT_INSTALLED = _install_cache_fingerprint()

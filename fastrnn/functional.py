@@ -2,7 +2,7 @@
 
 Arrays in, arrays out, with PyTorch's equations, shapes and weight layouts:
 ``x`` (T, B, I), states (B, H), ``w_ih`` (G*H, I), ``w_hh`` (G*H, H), biases (G*H,),
-G = 1 for the Elman cell.
+with G = 1 (Elman), 4 (LSTM: gates i, f, g, o) or 3 (GRU: gates r, z, n).
 
 dtype rules: float32 in gives float32 out, float64 gives float64; int and bool arrays
 count as float64, float16 as float32; mixed dtypes follow NumPy's promotion. Inputs
@@ -18,9 +18,15 @@ import numpy as np
 from . import _validation as v
 from ._blas_threads import single_threaded_blas
 from .kernels import elman as _elman
+from .kernels import gru as _gru
+from .kernels import lstm as _lstm
 from .kernels.activations import ACTIVATIONS
 
-__all__ = ["elman_forward", "elman_backward", "ElmanCache", "ElmanGrads"]
+__all__ = [
+    "elman_forward", "elman_backward", "ElmanCache", "ElmanGrads",
+    "lstm_forward", "lstm_backward", "LSTMCache", "LSTMGrads",
+    "gru_forward", "gru_backward", "GRUCache", "GRUGrads",
+]
 
 
 # --------------------------------------------------------------------------------------
@@ -29,43 +35,58 @@ __all__ = ["elman_forward", "elman_backward", "ElmanCache", "ElmanGrads"]
 
 @dataclass(frozen=True)
 class _Inputs:
-    """Validated arguments of a cell's forward, as kernel-ready arrays."""
+    """Validated arguments of a cell's forward, as kernel-ready arrays of one dtype."""
 
     dtype: np.dtype
+    gates: int  # G: 1 (Elman), 3 (GRU), 4 (LSTM)
     x: np.ndarray  # (T, B, I)
-    h0: np.ndarray  # (B, H)
+    h0: np.ndarray  # (B, P)
     w_ih: np.ndarray  # (G*H, I)
-    w_hh: np.ndarray  # (G*H, H)
+    w_hh: np.ndarray  # (G*H, P)
     b_ih: np.ndarray  # (G*H,) or None
     b_hh: np.ndarray  # (G*H,) or None
+    c0: np.ndarray = None  # (B, H), LSTM only
+    w_hr: np.ndarray = None  # (P, H), LSTM with projections only
 
     @property
     def shape(self):
-        """(T, B, I, H)."""
+        """(T, B, I, H, P): P is the size of h (H, or the LSTM projection size)."""
         T, B, I = self.x.shape
-        return T, B, I, self.h0.shape[1]
+        return T, B, I, self.w_ih.shape[0] // self.gates, self.h0.shape[1]
 
 
-def _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates):
+def _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates, c0=None, w_hr=None, lstm=False):
+    """Check and convert a cell's forward arguments (G = ``gates``; ``lstm``: also c0 and
+    the optional projection w_hr)."""
     x = v.to_array(fn, "x", x)
     w_ih = v.to_array(fn, "w_ih", w_ih)
     w_hh = v.to_array(fn, "w_hh", w_hh)
     v.check_ndim(fn, "x", x, "(T, B, I)")
     T, B, I = x.shape
     v.check_positive_size(fn, "input size I", I, f"x.shape = {x.shape}")
-    v.check_ndim(fn, "w_ih", w_ih, "(G*H, I)" if gates > 1 else "(H, I)")
+    g = f"{gates}*H" if gates > 1 else "H"
+    v.check_ndim(fn, "w_ih", w_ih, f"({g}, I)")
     GH = w_ih.shape[0]
     if GH % gates:
-        raise ValueError(f"{fn}: w_ih must have shape ({gates}*H, I) (gates stacked on the first "
+        raise ValueError(f"{fn}: w_ih must have shape ({g}, I) (gates stacked on the first "
                          f"axis), got {w_ih.shape}: {GH} rows is not a multiple of {gates}")
     H = GH // gates
     v.check_positive_size(fn, "hidden size H", H, f"w_ih.shape = {w_ih.shape}")
-    g = f"{gates}*H" if gates > 1 else "H"
     v.check_shape(fn, "w_ih", w_ih, f"({g}, I)", (GH, I))
-    v.check_shape(fn, "w_hh", w_hh, f"({g}, H)", (GH, H))
+    P, p = H, "H"
+    if w_hr is not None:
+        w_hr = v.to_array(fn, "w_hr", w_hr)
+        v.check_ndim(fn, "w_hr", w_hr, "(P, H)")
+        P, p = w_hr.shape[0], "P"
+        v.check_positive_size(fn, "projection size P", P, f"w_hr.shape = {w_hr.shape}")
+        v.check_shape(fn, "w_hr", w_hr, "(P, H)", (P, H))
+    v.check_shape(fn, "w_hh", w_hh, f"({g}, {p})", (GH, P))
     if h0 is not None:
         h0 = v.to_array(fn, "h0", h0)
-        v.check_shape(fn, "h0", h0, "(B, H)", (B, H))
+        v.check_shape(fn, "h0", h0, f"(B, {p})", (B, P))
+    if c0 is not None:
+        c0 = v.to_array(fn, "c0", c0)
+        v.check_shape(fn, "c0", c0, "(B, H)", (B, H))
     if (b_ih is None) != (b_hh is None):
         given, missing = ("b_ih", "b_hh") if b_hh is None else ("b_hh", "b_ih")
         raise ValueError(f"{fn}: b_ih and b_hh must both be given or both be None, "
@@ -75,10 +96,13 @@ def _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates):
         b_hh = v.to_array(fn, "b_hh", b_hh)
         v.check_shape(fn, "b_ih", b_ih, f"({g},)", (GH,))
         v.check_shape(fn, "b_hh", b_hh, f"({g},)", (GH,))
-    dtype = v.working_dtype(x, h0, w_ih, w_hh, b_ih, b_hh)
+    dtype = v.working_dtype(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
     conv = lambda a: None if a is None else v.for_kernel(a, dtype)  # noqa: E731
-    h0 = np.zeros((B, H), dtype) if h0 is None else conv(h0)
-    return _Inputs(dtype, conv(x), h0, conv(w_ih), conv(w_hh), conv(b_ih), conv(b_hh))
+    h0 = np.zeros((B, P), dtype) if h0 is None else conv(h0)
+    if lstm:
+        c0 = np.zeros((B, H), dtype) if c0 is None else conv(c0)
+    return _Inputs(dtype, gates, conv(x), h0, conv(w_ih), conv(w_hh), conv(b_ih), conv(b_hh),
+                   c0, conv(w_hr))
 
 
 def _summed_bias(inp):
@@ -177,7 +201,7 @@ def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", 
     inp = _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates=1)
     v.check_choice(fn, "nonlinearity", nonlinearity, ACTIVATIONS)
     v.check_flag(fn, "cache", cache)
-    T, B, I, H = inp.shape
+    T, B, I, H, _ = inp.shape
     out = np.empty((T, B, H), inp.dtype)
     if T == 0 or B == 0:
         h_n = inp.h0.copy()
@@ -228,7 +252,7 @@ def elman_backward(cache, dout, dh_n=None, truncate=None):
     fn = "elman_backward"
     _check_cache(fn, cache, ElmanCache)
     inp = cache.inputs
-    T, B, I, H = inp.shape
+    T, B, I, H, _ = inp.shape
     dout = _check_grad_arg(fn, "dout", dout, "(T, B, H)", (T, B, H), inp.dtype)
     dh_n = _check_grad_arg(fn, "dh_n", dh_n, "(B, H)", (B, H), inp.dtype)
     k = v.check_truncate(fn, truncate)
@@ -251,3 +275,321 @@ def elman_backward(cache, dout, dh_n=None, truncate=None):
     has_bias = inp.b_ih is not None
     return ElmanGrads(dx, dh0, dw_ih, dw_hh, db if has_bias else None,
                       db.copy() if has_bias else None)
+
+
+# --------------------------------------------------------------------------------------
+# LSTM
+
+
+@dataclass(frozen=True)
+class LSTMCache:
+    """What ``lstm_backward`` needs from ``lstm_forward``: the (converted) inputs,
+    ``out``, the gate activations (T, B, 4H) and the cell states (T, B, H)."""
+
+    inputs: _Inputs
+    out: np.ndarray  # (T, B, P)
+    gates: np.ndarray  # (T, B, 4H): i, f, g, o
+    cs: np.ndarray  # (T, B, H)
+
+
+@dataclass(frozen=True)
+class LSTMGrads:
+    """Gradients returned by ``lstm_backward`` (bias entries None without bias,
+    ``dw_hr`` None without projections).
+
+    Shapes: dx (T, B, I), dh0 (B, P), dc0 (B, H), dw_ih (4H, I), dw_hh (4H, P),
+    db_ih and db_hh (4H,), dw_hr (P, H).
+    """
+
+    dx: np.ndarray
+    dh0: np.ndarray
+    dc0: np.ndarray
+    dw_ih: np.ndarray
+    dw_hh: np.ndarray
+    db_ih: np.ndarray
+    db_hh: np.ndarray
+    dw_hr: np.ndarray
+
+
+def _no_projection(inp):
+    # the kernels take a (0, 0) w_hr for "no projection"
+    return inp.w_hr if inp.w_hr is not None else np.zeros((0, 0), inp.dtype)
+
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=True):
+    """LSTM over a sequence, with PyTorch's equations and gate order i, f, g, o::
+
+        i, f, g, o = sigma, sigma, tanh, sigma  of  W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
+        c_t = f * c_{t-1} + i * g
+        h_t = o * tanh(c_t)        (with w_hr: h_t = W_hr (o * tanh(c_t)), PyTorch's proj_size)
+
+    Parameters
+    ----------
+    x : array_like, (T, B, I)
+    h0 : array_like, (B, P), or None
+        Initial hidden state (zeros if None); P = H, or the projection size.
+    c0 : array_like, (B, H), or None
+        Initial cell state (zeros if None).
+    w_ih : array_like, (4H, I)
+    w_hh : array_like, (4H, P)
+    b_ih, b_hh : array_like, (4H,), or both None
+    w_hr : array_like, (P, H), or None
+        Projection (PyTorch's ``weight_hr_l0``).
+    cache : bool
+        Keep what backward needs (gates and cell states) and return it.
+
+    Returns
+    -------
+    out : ndarray, (T, B, P)
+    h_n : ndarray, (B, P)
+    c_n : ndarray, (B, H)
+    cache : LSTMCache or None
+
+    Examples
+    --------
+    >>> import numpy as np, fastrnn
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((5, 2, 3))
+    >>> w_ih, w_hh = 0.3 * rng.standard_normal((16, 3)), 0.3 * rng.standard_normal((16, 4))
+    >>> out, h_n, c_n, cache = fastrnn.lstm_forward(x, None, None, w_ih, w_hh)
+    >>> out.shape, h_n.shape, c_n.shape
+    ((5, 2, 4), (2, 4), (2, 4))
+    """
+    fn = "lstm_forward"
+    inp = _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates=4, c0=c0, w_hr=w_hr, lstm=True)
+    v.check_flag(fn, "cache", cache)
+    T, B, I, H, P = inp.shape
+    out = np.empty((T, B, P), inp.dtype)
+    gates = np.empty((T, B, 4 * H), inp.dtype)
+    cs = np.empty((T if cache else 0, B, H), inp.dtype)
+    if T == 0 or B == 0:
+        h_n, c_n = inp.h0.copy(), inp.c0.copy()
+    else:
+        h_n = np.empty((B, P), inp.dtype)
+        c_n = np.empty((B, H), inp.dtype)
+        with single_threaded_blas():
+            _lstm.lstm_project(gates, inp.x, inp.w_ih)
+            _lstm.lstm_recurrence(out, h_n, c_n, gates, cs, inp.h0, inp.c0, inp.w_hh,
+                                  _summed_bias(inp), _no_projection(inp))
+    return out, h_n, c_n, (LSTMCache(inp, out, gates, cs) if cache else None)
+
+
+def lstm_backward(cache, dout, dh_n=None, dc_n=None, truncate=None):
+    """Backpropagation through time for ``lstm_forward``.
+
+    Computes the gradient of ``sum(out * dout) + sum(h_n * dh_n) + sum(c_n * dc_n)``.
+
+    Parameters
+    ----------
+    cache : LSTMCache
+    dout : array_like, (T, B, P), or None (zeros)
+    dh_n : array_like, (B, P), or None (zeros)
+    dc_n : array_like, (B, H), or None (zeros)
+    truncate : int >= 1 or None
+        As ``elman_backward``: the gradient entering at step t flows back through steps
+        t..t-k+1 only, in both h and c.
+
+    Returns
+    -------
+    LSTMGrads
+        ``dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastrnn
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))
+    >>> w_ih, w_hh = 0.3 * rng.standard_normal((16, 3)), 0.3 * rng.standard_normal((16, 2))
+    >>> w_hr = 0.5 * rng.standard_normal((2, 4))           # projection: P = 2, H = 4
+    >>> out, h_n, c_n, cache = fastrnn.lstm_forward(x, None, None, w_ih, w_hh, w_hr=w_hr)
+    >>> g = fastrnn.lstm_backward(cache, np.ones_like(out), truncate=3)
+    >>> g.dw_hh.shape, g.dw_hr.shape, g.dc0.shape, g.db_ih is None
+    ((16, 2), (2, 4), (2, 4), True)
+    """
+    fn = "lstm_backward"
+    _check_cache(fn, cache, LSTMCache)
+    inp = cache.inputs
+    T, B, I, H, P = inp.shape
+    if T > 0 and cache.cs.shape[0] != T:
+        raise ValueError(f"{fn}: this cache was made with cache=False and holds no cell states")
+    dout = _check_grad_arg(fn, "dout", dout, "(T, B, P)", (T, B, P), inp.dtype)
+    dh_n = _check_grad_arg(fn, "dh_n", dh_n, "(B, P)", (B, P), inp.dtype)
+    dc_n = _check_grad_arg(fn, "dc_n", dc_n, "(B, H)", (B, H), inp.dtype)
+    k = v.check_truncate(fn, truncate)
+    dx = np.zeros((T, B, I), inp.dtype)
+    dh0 = np.zeros((B, P), inp.dtype)
+    dc0 = np.zeros((B, H), inp.dtype)
+    dw_ih = np.zeros((4 * H, I), inp.dtype)
+    dw_hh = np.zeros((4 * H, P), inp.dtype)
+    db = np.zeros(4 * H, inp.dtype)
+    w_hr = _no_projection(inp)
+    dw_hr = np.zeros(w_hr.shape, inp.dtype)
+    if T == 0:
+        dh0[...] = dh_n
+        dc0[...] = dc_n
+    elif B > 0:
+        da = np.empty((T, B, 4 * H), inp.dtype)
+        n = T if inp.w_hr is not None else 0
+        dhs = np.empty((n, B, P), inp.dtype)
+        ms = np.empty((n, B, H), inp.dtype)
+        args = (da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, cache.gates, cache.cs, inp.c0,
+                inp.w_hh, w_hr)
+        with single_threaded_blas():
+            if k is None or k >= T:
+                _lstm.lstm_backward_recurrence(*args)
+            else:
+                _lstm.lstm_truncated_recurrence(*args, k)
+            _lstm.lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, inp.x, inp.h0,
+                                    inp.w_ih, cache.out)
+    has_bias = inp.b_ih is not None
+    return LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db if has_bias else None,
+                     db.copy() if has_bias else None, dw_hr if inp.w_hr is not None else None)
+
+
+# --------------------------------------------------------------------------------------
+# GRU
+
+
+@dataclass(frozen=True)
+class GRUCache:
+    """What ``gru_backward`` needs from ``gru_forward``: the (converted) inputs, ``out``,
+    the gate values r, z, n (T, B, 3H) and gh_n = W_hn h_{t-1} + b_hn (T, B, H)."""
+
+    inputs: _Inputs
+    out: np.ndarray  # (T, B, H)
+    gates: np.ndarray  # (T, B, 3H): r, z, n
+    ghn: np.ndarray  # (T, B, H)
+
+
+@dataclass(frozen=True)
+class GRUGrads:
+    """Gradients returned by ``gru_backward`` (bias entries None without bias).
+
+    Shapes: dx (T, B, I), dh0 (B, H), dw_ih (3H, I), dw_hh (3H, H), db_ih, db_hh (3H,).
+    """
+
+    dx: np.ndarray
+    dh0: np.ndarray
+    dw_ih: np.ndarray
+    dw_hh: np.ndarray
+    db_ih: np.ndarray
+    db_hh: np.ndarray
+
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True):
+    """GRU over a sequence, with PyTorch's equations and gate order r, z, n::
+
+        r = sigma(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
+        z = sigma(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
+        n = tanh(W_in x_t + b_in + r * (W_hn h_{t-1} + b_hn))
+        h_t = (1 - z) * n + z * h_{t-1}
+
+    ``b_hn`` sits inside ``r *``, as in PyTorch (the paper puts ``r`` before ``W_hn``).
+
+    Parameters
+    ----------
+    x : array_like, (T, B, I)
+    h0 : array_like, (B, H), or None (zeros)
+    w_ih : array_like, (3H, I)
+    w_hh : array_like, (3H, H)
+    b_ih, b_hh : array_like, (3H,), or both None
+    cache : bool
+
+    Returns
+    -------
+    out : ndarray, (T, B, H)
+    h_n : ndarray, (B, H)
+    cache : GRUCache or None
+
+    Examples
+    --------
+    >>> import numpy as np, fastrnn
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((5, 2, 3)).astype(np.float32)
+    >>> w_ih = (0.3 * rng.standard_normal((12, 3))).astype(np.float32)
+    >>> w_hh = (0.3 * rng.standard_normal((12, 4))).astype(np.float32)
+    >>> out, h_n, cache = fastrnn.gru_forward(x, None, w_ih, w_hh)
+    >>> out.shape, out.dtype
+    ((5, 2, 4), dtype('float32'))
+    """
+    fn = "gru_forward"
+    inp = _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates=3)
+    v.check_flag(fn, "cache", cache)
+    T, B, I, H, _ = inp.shape
+    out = np.empty((T, B, H), inp.dtype)
+    gates = np.empty((T, B, 3 * H), inp.dtype)
+    ghn = np.empty((T if cache else 0, B, H), inp.dtype)
+    if T == 0 or B == 0:
+        h_n = inp.h0.copy()
+    else:
+        h_n = np.empty((B, H), inp.dtype)
+        zeros = np.zeros(3 * H, inp.dtype)
+        with single_threaded_blas():
+            _gru.gru_project(gates, inp.x, inp.w_ih)
+            _gru.gru_recurrence(out, h_n, gates, ghn, inp.h0, inp.w_hh,
+                                zeros if inp.b_ih is None else inp.b_ih,
+                                zeros if inp.b_hh is None else inp.b_hh)
+    return out, h_n, (GRUCache(inp, out, gates, ghn) if cache else None)
+
+
+def gru_backward(cache, dout, dh_n=None, truncate=None):
+    """Backpropagation through time for ``gru_forward``.
+
+    Computes the gradient of ``sum(out * dout) + sum(h_n * dh_n)``.
+
+    Parameters
+    ----------
+    cache : GRUCache
+    dout : array_like, (T, B, H), or None (zeros)
+    dh_n : array_like, (B, H), or None (zeros)
+    truncate : int >= 1 or None
+        As ``elman_backward``.
+
+    Returns
+    -------
+    GRUGrads
+        ``dx, dh0, dw_ih, dw_hh, db_ih, db_hh``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastrnn
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))
+    >>> w_ih, w_hh = 0.3 * rng.standard_normal((12, 3)), 0.3 * rng.standard_normal((12, 4))
+    >>> b = np.zeros(12)
+    >>> out, h_n, cache = fastrnn.gru_forward(x, None, w_ih, w_hh, b, b)
+    >>> g = fastrnn.gru_backward(cache, None, dh_n=np.ones_like(h_n))
+    >>> g.dx.shape, g.db_hh.shape
+    ((6, 2, 3), (12,))
+    """
+    fn = "gru_backward"
+    _check_cache(fn, cache, GRUCache)
+    inp = cache.inputs
+    T, B, I, H, _ = inp.shape
+    if T > 0 and cache.ghn.shape[0] != T:
+        raise ValueError(f"{fn}: this cache was made with cache=False and holds no gate history")
+    dout = _check_grad_arg(fn, "dout", dout, "(T, B, H)", (T, B, H), inp.dtype)
+    dh_n = _check_grad_arg(fn, "dh_n", dh_n, "(B, H)", (B, H), inp.dtype)
+    k = v.check_truncate(fn, truncate)
+    dx = np.zeros((T, B, I), inp.dtype)
+    dh0 = np.zeros((B, H), inp.dtype)
+    dw_ih = np.zeros((3 * H, I), inp.dtype)
+    dw_hh = np.zeros((3 * H, H), inp.dtype)
+    db_ih = np.zeros(3 * H, inp.dtype)
+    db_hh = np.zeros(3 * H, inp.dtype)
+    if T == 0:
+        dh0[...] = dh_n
+    elif B > 0:
+        dgi = np.empty((T, B, 3 * H), inp.dtype)
+        dgh = np.empty((T, B, 3 * H), inp.dtype)
+        args = (dgi, dgh, dh0, dout, dh_n, cache.gates, cache.ghn, inp.h0, cache.out, inp.w_hh)
+        with single_threaded_blas():
+            if k is None or k >= T:
+                _gru.gru_backward_recurrence(*args)
+            else:
+                _gru.gru_truncated_recurrence(*args, k)
+            _gru.gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, inp.x, inp.h0,
+                                  inp.w_ih, cache.out)
+    has_bias = inp.b_ih is not None
+    return GRUGrads(dx, dh0, dw_ih, dw_hh, db_ih if has_bias else None,
+                    db_hh if has_bias else None)

@@ -1,6 +1,5 @@
 """Results are bit-identical for any number of threads (Numba's and BLAS's)."""
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -18,16 +17,24 @@ SHAPE = (40, 64, 64, 128)
 
 SCRIPT = textwrap.dedent("""
     import hashlib, numpy as np, fastrnn
-    def run(T, B, I, H, dtype, truncate):
+    def run(T, B, I, H, dtype, truncate, cell="rnn"):
         rng = np.random.default_rng(0)
+        G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
         x = rng.standard_normal((T, B, I)).astype(dtype)
-        w_ih = (rng.standard_normal((H, I)) / np.sqrt(I)).astype(dtype)
-        w_hh = (0.5 * rng.standard_normal((H, H)) / np.sqrt(H)).astype(dtype)
-        b = (0.1 * rng.standard_normal(H)).astype(dtype)
-        out, h_n, cache = fastrnn.elman_forward(x, None, w_ih, w_hh, b, b)
-        g = fastrnn.elman_backward(cache, np.cos(out), truncate=truncate)
+        w_ih = (rng.standard_normal((G * H, I)) / np.sqrt(I)).astype(dtype)
+        w_hh = (0.5 * rng.standard_normal((G * H, H)) / np.sqrt(H)).astype(dtype)
+        b = (0.1 * rng.standard_normal(G * H)).astype(dtype)
+        if cell == "rnn":
+            out, h_n, cache = fastrnn.elman_forward(x, None, w_ih, w_hh, b, b)
+            g = fastrnn.elman_backward(cache, np.cos(out), truncate=truncate)
+        elif cell == "lstm":
+            out, h_n, c_n, cache = fastrnn.lstm_forward(x, None, None, w_ih, w_hh, b, b)
+            g = fastrnn.lstm_backward(cache, np.cos(out), truncate=truncate)
+        else:
+            out, h_n, cache = fastrnn.gru_forward(x, None, w_ih, w_hh, b, b)
+            g = fastrnn.gru_backward(cache, np.cos(out), truncate=truncate)
         h = hashlib.sha256()
-        for a in (out, h_n, g.dx, g.dh0, g.dw_ih, g.dw_hh, g.db_ih):
+        for a in (out, h_n, g.dx, g.dh0, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh):
             h.update(a.tobytes())
         return h.hexdigest()
 """)
@@ -37,21 +44,22 @@ exec(SCRIPT, namespace)
 run = namespace["run"]
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("truncate", [None, 5])
-def test_same_bits_for_one_and_two_numba_threads(dtype, truncate):
+def test_same_bits_for_one_and_two_numba_threads(cell, dtype, truncate):
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs 2 Numba threads")
     saved = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        one = run(*SHAPE, dtype, truncate)
+        one = run(*SHAPE, dtype, truncate, cell)
         numba.set_num_threads(2)
-        two = run(*SHAPE, dtype, truncate)
+        two = run(*SHAPE, dtype, truncate, cell)
     finally:
         numba.set_num_threads(saved)
     assert one == two
-    assert run(*SHAPE, dtype, truncate) == one  # and repeatable
+    assert run(*SHAPE, dtype, truncate, cell) == one  # and repeatable
 
 
 def test_blas_thread_setting_does_not_matter():
@@ -65,11 +73,11 @@ def test_blas_thread_setting_does_not_matter():
 
 @pytest.mark.slow
 def test_same_bits_with_more_threads_than_cores_in_a_new_process():
-    code = SCRIPT + f"\nprint(run(*{SHAPE}, 'float64', 5))\n"
+    code = SCRIPT + f"\nprint(run(*{SHAPE}, 'float64', 5, 'lstm'))\n"
     env = dict(os.environ, NUMBA_NUM_THREADS="5")
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True, cwd=os.path.dirname(os.path.dirname(fastrnn.__file__)))
-    assert res.stdout.strip() == run(*SHAPE, "float64", 5)
+    assert res.stdout.strip() == run(*SHAPE, "float64", 5, "lstm")
 
 
 def test_blas_threads_are_restored_after_a_call():

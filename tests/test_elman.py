@@ -1,4 +1,5 @@
-"""Elman kernels (through the functional API) against the NumPy reference."""
+"""Elman specifics: the truncation mechanics, the oracle itself, kernels called from
+user @njit code. (Comparisons with the reference for every cell: test_cells.py.)"""
 
 import numpy as np
 import pytest
@@ -8,65 +9,7 @@ import fastrnn
 from fastrnn import kernels
 from fastrnn.reference import elman as ref
 
-from .conftest import NONLINEARITIES, SHAPES, assert_close, make_elman
-
-GRADS = ["dx", "dh0", "dw_ih", "dw_hh"]
-
-
-def _forward_both(p, nonlinearity):
-    out, h_n, cache = fastrnn.elman_forward(p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"],
-                                            p["b_hh"], nonlinearity=nonlinearity)
-    r_out, r_h_n = ref.elman_forward(p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
-                                     nonlinearity)
-    return out, h_n, cache, r_out, r_h_n
-
-
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
-@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-def test_forward_matches_reference(shape, nonlinearity, bias, dtype):
-    p = make_elman(*shape, dtype=dtype, bias=bias)
-    out, h_n, _, r_out, r_h_n = _forward_both(p, nonlinearity)
-    assert_close(out, r_out, dtype, what="out")
-    assert_close(h_n, r_h_n, dtype, what="h_n")
-    assert np.array_equal(h_n, out[-1])
-
-
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
-@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-@pytest.mark.parametrize("truncate", [None, 1, 3, "T", "T+5"])
-def test_backward_matches_reference(shape, nonlinearity, bias, truncate, dtype):
-    T, B, _, H = shape
-    p = make_elman(*shape, dtype=dtype, bias=bias)
-    k = {"T": T, "T+5": T + 5}.get(truncate, truncate)
-    out, h_n, cache, r_out, _ = _forward_both(p, nonlinearity)
-    rng = np.random.default_rng(1)
-    dout = rng.standard_normal((T, B, H)).astype(dtype)
-    dh_n = rng.standard_normal((B, H)).astype(dtype)
-    g = fastrnn.elman_backward(cache, dout, dh_n, truncate=k)
-    r = ref.elman_backward(p["x"], p["h0"], p["w_ih"], p["w_hh"], r_out, dout, dh_n, nonlinearity,
-                           truncate=k)
-    for name in GRADS:
-        assert_close(getattr(g, name), r[name], dtype, scale=10, what=name)
-    if bias:
-        assert_close(g.db_ih, r["db"], dtype, scale=10, what="db_ih")
-        assert np.array_equal(g.db_ih, g.db_hh) and g.db_ih is not g.db_hh
-    else:
-        assert g.db_ih is None and g.db_hh is None
-
-
-@pytest.mark.parametrize("shape", [(8, 1, 3, 5), (8, 6, 3, 5)], ids=str)
-def test_truncate_at_least_T_is_full_bptt(shape, dtype):
-    T = shape[0]
-    p = make_elman(*shape, dtype=dtype)
-    out, h_n, cache = fastrnn.elman_forward(**p)
-    dout = np.ones_like(out)
-    full = fastrnn.elman_backward(cache, dout)
-    for k in (T, T + 1, 10 * T):
-        g = fastrnn.elman_backward(cache, dout, truncate=k)
-        for name in GRADS + ["db_ih"]:
-            assert np.array_equal(getattr(g, name), getattr(full, name)), (k, name)
+from .conftest import NONLINEARITIES, assert_close, make_elman
 
 
 @pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
@@ -125,24 +68,6 @@ def test_reference_truncation_matches_explicit_windows():
     dx1 = (dout[1] + dout[2] @ w_hh) @ w_ih
     dx0 = (dout[0] + dout[1] @ w_hh) @ w_ih  # dout[2] does not reach step 0
     np.testing.assert_allclose(g["dx"], np.stack([dx0, dx1, dx2]), rtol=1e-13)
-
-
-def test_cache_false_returns_same_outputs():
-    p = make_elman(6, 3, 2, 5)
-    out1, h1, cache = fastrnn.elman_forward(**p)
-    out2, h2, none = fastrnn.elman_forward(**p, cache=False)
-    assert none is None and cache is not None
-    assert np.array_equal(out1, out2) and np.array_equal(h1, h2)
-
-
-def test_dout_none_is_zero_and_dh_n_only():
-    p = make_elman(6, 3, 2, 5)
-    out, h_n, cache = fastrnn.elman_forward(**p)
-    dh_n = np.ones_like(h_n)
-    a = fastrnn.elman_backward(cache, None, dh_n)
-    b = fastrnn.elman_backward(cache, np.zeros_like(out), dh_n)
-    for name in GRADS:
-        assert np.array_equal(getattr(a, name), getattr(b, name))
 
 
 @njit(cache=False)

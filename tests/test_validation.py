@@ -8,6 +8,7 @@ import pytest
 
 import fastrnn
 
+from .cells import CELLS
 from .conftest import make_elman
 
 
@@ -103,130 +104,213 @@ def test_numpy_integer_truncate_is_accepted(forward):
     assert np.array_equal(a.dw_hh, b.dw_hh)
 
 
+@pytest.mark.parametrize("fn, kwargs, exc, words", [
+    ("lstm_forward", dict(w_ih=np.zeros((10, 2))), ValueError, ["w_ih", "(4*H, I)", "multiple of 4"]),
+    ("lstm_forward", dict(c0=np.zeros((3, 4))), ValueError, ["c0", "(B, H)", "(3, 5)", "(3, 4)"]),
+    ("lstm_forward", dict(h0=np.zeros((3, 4))), ValueError, ["h0", "(B, H)", "(3, 5)"]),
+    ("lstm_forward", dict(w_hh=np.zeros((20, 4))), ValueError, ["w_hh", "(4*H, H)", "(20, 5)"]),
+    ("lstm_forward", dict(w_hr=np.zeros((2, 4))), ValueError, ["w_hr", "(P, H)", "(2, 5)", "(2, 4)"]),
+    ("lstm_forward", dict(w_hr=np.zeros((2, 5))), ValueError, ["w_hh", "(4*H, P)", "(20, 2)"]),
+    ("lstm_forward", dict(w_hr=np.zeros((0, 5))), ValueError, ["projection size P", "at least 1"]),
+    ("lstm_forward", dict(w_hr=np.zeros(5)), ValueError, ["w_hr", "2 dimensions"]),
+    ("lstm_forward", dict(c0=np.zeros((3, 5), complex)), TypeError, ["c0", "complex"]),
+    ("lstm_forward", dict(b_ih=np.zeros(5)), ValueError, ["b_ih", "(4*H,)", "(20,)", "(5,)"]),
+    ("gru_forward", dict(w_ih=np.zeros((14, 2))), ValueError, ["w_ih", "(3*H, I)", "multiple of 3"]),
+    ("gru_forward", dict(w_hh=np.zeros((15, 4))), ValueError, ["w_hh", "(3*H, H)", "(15, 5)"]),
+    ("gru_forward", dict(b_hh=np.zeros(14)), ValueError, ["b_hh", "(3*H,)", "(15,)"]),
+    ("gru_forward", dict(h0=np.zeros((3, 5, 1))), ValueError, ["h0", "2 dimensions"]),
+    ("gru_forward", dict(cache=1), TypeError, ["cache", "True or False", "int"]),
+])
+def test_lstm_and_gru_forward_reject_bad_arguments(fn, kwargs, exc, words):
+    cell = CELLS["lstm" if fn.startswith("lstm") else "gru"]
+    p = cell.make(4, 3, 2, 5)
+    p.update(kwargs)
+    with pytest.raises(exc) as e:
+        getattr(fastrnn, fn)(**p)
+    msg = str(e.value)
+    assert msg.startswith(fn + ": ")
+    for w in words:
+        assert w in msg, (w, msg)
+
+
+@pytest.mark.parametrize("fn, kwargs, exc, words", [
+    ("lstm_backward", dict(dc_n=np.zeros((3, 4))), ValueError, ["dc_n", "(B, H)", "(3, 5)"]),
+    ("lstm_backward", dict(dh_n=np.zeros((3, 5, 1))), ValueError, ["dh_n", "2 dimensions"]),
+    ("lstm_backward", dict(dout=np.zeros((4, 3, 4))), ValueError, ["dout", "(T, B, P)", "(4, 3, 5)"]),
+    ("lstm_backward", dict(truncate=0), ValueError, ["truncate", ">= 1"]),
+    ("gru_backward", dict(dout=np.zeros((4, 3, 4))), ValueError, ["dout", "(T, B, H)", "(4, 3, 5)"]),
+    ("gru_backward", dict(truncate=1.5), TypeError, ["truncate", "float"]),
+])
+def test_lstm_and_gru_backward_reject_bad_arguments(fn, kwargs, exc, words):
+    cell = CELLS["lstm" if fn.startswith("lstm") else "gru"]
+    out, fin, cache = cell.forward(cell.make(4, 3, 2, 5))
+    args = dict(cache=cache, dout=np.zeros_like(out))
+    args.update(kwargs)
+    with pytest.raises(exc) as e:
+        getattr(fastrnn, fn)(**args)
+    for w in [fn + ": "] + words:
+        assert w in str(e.value), (w, str(e.value))
+
+
+@pytest.mark.parametrize("fn, other", [("lstm_backward", "elman"), ("gru_backward", "lstm"),
+                                       ("elman_backward", "gru")])
+def test_backward_rejects_another_cells_cache(fn, other):
+    cell = {"elman": CELLS["rnn_tanh"], "lstm": CELLS["lstm"], "gru": CELLS["gru"]}[other]
+    out, _, cache = cell.forward(cell.make(3, 2, 2, 4))
+    with pytest.raises(TypeError, match=f"{fn}: cache must be the .*Cache returned by the "
+                                        "forward call with cache=True"):
+        getattr(fastrnn, fn)(cache, np.zeros_like(out))
+
+
 def _digest(arrays):
     return [None if a is None else (a.dtype.str, a.shape, hashlib.sha256(
         np.ascontiguousarray(a).tobytes()).hexdigest()) for a in arrays]
 
 
+def _upstream(cell, p, out, dtype=np.float64):
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal(out.shape).astype(dtype),
+            {n: rng.standard_normal(s).astype(dtype) for n, s in cell.final_shapes(p).items()})
+
+
 @pytest.mark.parametrize("truncate", [None, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
-def test_inputs_are_never_modified(truncate, dtype):
-    a = _args(T=6, B=5)
-    a = {k: None if v is None else (v * 3).astype(dtype) for k, v in a.items()}
-    rng = np.random.default_rng(0)
-    dout = rng.standard_normal((6, 5, 5)).astype(dtype)
-    dh_n = rng.standard_normal((5, 5)).astype(dtype)
-    before = _digest(list(a.values()) + [dout, dh_n])
-    out, h_n, cache = fastrnn.elman_forward(**a)
-    out_before = _digest([out, h_n])
-    fastrnn.elman_backward(cache, dout, dh_n, truncate=truncate)
-    assert _digest(list(a.values()) + [dout, dh_n]) == before
-    assert _digest([out, h_n]) == out_before
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "lstm_proj", "gru"])
+def test_inputs_are_never_modified(name, truncate, dtype):
+    cell = CELLS[name]
+    p = {k: None if v is None else (v * 3).astype(dtype)
+         for k, v in cell.make(6, 5, 2, 5).items()}
+    out, fin, cache = cell.forward(p)
+    dout, dfin = _upstream(cell, p, out, dtype)
+    before = _digest(list(p.values()) + [dout] + list(dfin.values()))
+    outputs = _digest([out] + list(fin.values()))
+    cell.backward(cache, dout, dfin, truncate=truncate)
+    assert _digest(list(p.values()) + [dout] + list(dfin.values())) == before
+    assert _digest([out] + list(fin.values())) == outputs
 
 
-def test_odd_layouts_give_identical_results():
-    a = _args(T=6, B=5, I=3, H=4)
-    out, h_n, cache = fastrnn.elman_forward(**a)
-    dout = np.random.default_rng(0).standard_normal(out.shape)
-    g = fastrnn.elman_backward(cache, dout, truncate=3)
+def _fortran(v):
+    return np.asfortranarray(v)
 
-    def fortran(v):
-        return np.asfortranarray(v)
 
-    def strided(v):  # a non-contiguous view with the same values
-        big = np.zeros(v.shape + (2,), v.dtype)
-        big[..., 0] = v
-        return big[..., 0]
+def _strided(v):  # a non-contiguous view with the same values
+    big = np.zeros(v.shape + (2,), v.dtype)
+    big[..., 0] = v
+    return big[..., 0]
 
-    def big_endian(v):
-        return v.astype(v.dtype.newbyteorder(">"))
 
-    def read_only(v):
-        v = v.copy()
-        v.flags.writeable = False
-        return v
+def _big_endian(v):
+    return v.astype(v.dtype.newbyteorder(">"))
 
-    for f in (fortran, strided, big_endian, read_only, lambda v: v.tolist()):
-        b = {k: None if v is None else f(v) for k, v in a.items()}
-        out2, h_n2, cache2 = fastrnn.elman_forward(**b)
-        g2 = fastrnn.elman_backward(cache2, f(dout), truncate=3)
-        assert out2.dtype == np.float64
-        assert np.array_equal(out, out2) and np.array_equal(h_n, h_n2)
-        for name in ("dx", "dh0", "dw_ih", "dw_hh", "db_ih"):
-            assert np.array_equal(getattr(g, name), getattr(g2, name)), name
+
+def _read_only(v):
+    v = v.copy()
+    v.flags.writeable = False
+    return v
+
+
+@pytest.mark.parametrize("convert", [_fortran, _strided, _big_endian, _read_only, np.ndarray.tolist])
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "lstm_proj", "gru"])
+def test_odd_layouts_give_identical_results(name, convert):
+    cell = CELLS[name]
+    p = cell.make(6, 5, 3, 4)
+    out, fin, cache = cell.forward(p)
+    dout, dfin = _upstream(cell, p, out)
+    g = cell.backward(cache, dout, dfin, truncate=3)
+    q = {k: None if v is None else convert(v) for k, v in p.items()}
+    out2, fin2, cache2 = cell.forward(q)
+    g2 = cell.backward(cache2, convert(dout), {n: convert(a) for n, a in dfin.items()},
+                       truncate=3)
+    assert out2.dtype == np.float64 and np.array_equal(out, out2)
+    for n in fin:
+        assert np.array_equal(fin[n], fin2[n])
+    for n in cell.params:
+        assert np.array_equal(g[n], g2[n]), n
 
 
 @pytest.mark.parametrize("dtypes, expected", [
-    ((np.float32,) * 6, np.float32),
-    ((np.float64,) * 6, np.float64),
-    ((np.int32,) * 6, np.float64),
-    ((np.bool_,) * 6, np.float64),
-    ((np.float16,) * 6, np.float32),
-    ((np.float32, np.float32, np.float64, np.float32, np.float32, np.float32), np.float64),
-    ((np.float32, np.int64, np.float32, np.float32, np.float32, np.float32), np.float64),
-    ((np.float16, np.float32, np.float32, np.float32, np.float32, np.float32), np.float32),
+    ((np.float32,) * 3, np.float32),
+    ((np.float64,) * 3, np.float64),
+    ((np.int32,) * 3, np.float64),
+    ((np.bool_,) * 3, np.float64),
+    ((np.float16,) * 3, np.float32),
+    ((np.float32, np.float64, np.float32), np.float64),
+    ((np.float32, np.float32, np.int64), np.float64),
+    ((np.float16, np.float32, np.float32), np.float32),
 ])
-def test_dtype_rules(dtypes, expected):
-    a = _args()
-    a = {k: v.astype(d) for (k, v), d in zip(a.items(), dtypes)}
-    out, h_n, cache = fastrnn.elman_forward(**a)
-    assert out.dtype == expected and h_n.dtype == expected
-    g = fastrnn.elman_backward(cache, np.ones(out.shape, np.float16))
-    for name in ("dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"):
-        assert getattr(g, name).dtype == expected
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm_proj", "gru"])
+def test_dtype_rules(name, dtypes, expected):
+    # dtypes: of x, of the weights, of the initial states (and biases)
+    cell = CELLS[name]
+    p = cell.make(4, 3, 2, 5)
+    group = {"x": 0, "w_ih": 1, "w_hh": 1, "w_hr": 1, "h0": 2, "c0": 2, "b_ih": 2, "b_hh": 2}
+    p = {k: v.astype(dtypes[group[k]]) for k, v in p.items()}
+    out, fin, cache = cell.forward(p)
+    assert out.dtype == expected and all(a.dtype == expected for a in fin.values())
+    g = cell.backward(cache, np.ones(out.shape, np.float16), {})
+    for n in cell.params:
+        assert g[n].dtype == expected
 
 
 @pytest.mark.parametrize("T, B", [(0, 3), (4, 0), (0, 0)])
-def test_empty_sequence_or_batch(T, B):
-    a = make_elman(max(T, 1), max(B, 1), 2, 5)
-    a["x"] = np.zeros((T, B, 2))
-    a["h0"] = np.arange(B * 5, dtype=float).reshape(B, 5)
-    out, h_n, cache = fastrnn.elman_forward(**a)
-    assert out.shape == (T, B, 5) and h_n.shape == (B, 5)
-    assert np.array_equal(h_n, a["h0"])  # T = 0: h_n is h0
-    dh_n = np.ones((B, 5))
-    g = fastrnn.elman_backward(cache, np.zeros((T, B, 5)), dh_n, truncate=2)
-    assert g.dx.shape == (T, B, 2)
-    assert np.array_equal(g.dh0, dh_n if T == 0 else np.zeros((B, 5)))
-    for name in ("dw_ih", "dw_hh", "db_ih", "db_hh"):
-        assert not np.any(getattr(g, name))
-    # the empty result is also what a zero-sized gradient of a full problem gives
-    assert g.dw_ih.shape == (5, 2) and g.dw_hh.shape == (5, 5)
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "lstm_proj", "gru"])
+def test_empty_sequence_or_batch(name, T, B):
+    cell = CELLS[name]
+    p = cell.make(max(T, 1), max(B, 1), 2, 5)
+    p["x"] = np.zeros((T, B, 2))
+    for n in ("h0", "c0"):
+        if n in p:
+            p[n] = np.arange(B * p[n].shape[1], dtype=float).reshape(B, p[n].shape[1])
+    out, fin, cache = cell.forward(p)
+    T_, B_, I, H, P = cell.sizes(p)
+    assert out.shape == (T, B, P)
+    assert np.array_equal(fin["h_n"], p["h0"])  # T = 0: the final states are the initial ones
+    if "c_n" in fin:
+        assert np.array_equal(fin["c_n"], p["c0"])
+    dfin = {n: np.ones(s) for n, s in cell.final_shapes(p).items()}
+    g = cell.backward(cache, np.zeros(out.shape), dfin, truncate=2)
+    assert g["x"].shape == (T, B, 2)
+    assert np.array_equal(g["h0"], dfin["h_n"] if T == 0 else np.zeros((B, P)))
+    for n in cell.params:
+        if n not in ("x", "h0", "c0"):
+            assert g[n].shape == p[n].shape and not np.any(g[n]), n
 
 
-@pytest.mark.parametrize("nonlinearity", ["tanh", "relu", "sigmoid", "identity"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_nan_in_an_input_stays_in_its_sequence(nonlinearity, dtype):
-    T, B = 6, 5
-    a = _args(T=T, B=B, dtype=dtype)
-    a["x"] = a["x"].copy()
-    a["x"][2, 1, 0] = np.nan
-    out, h_n, cache = fastrnn.elman_forward(**a, nonlinearity=nonlinearity)
+@pytest.mark.parametrize("name", list(CELLS))
+def test_nan_in_an_input_stays_in_its_sequence(name, dtype):
+    cell = CELLS[name]
+    p = cell.make(6, 5, 2, 5, dtype=dtype)
+    p["x"][2, 1, 0] = np.nan
+    out, fin, cache = cell.forward(p)
     assert np.isnan(out[2:, 1]).all()
     assert np.isfinite(out[:2]).all() and np.isfinite(np.delete(out, 1, axis=1)).all()
-    g = fastrnn.elman_backward(cache, np.ones_like(out), truncate=None)
-    assert np.isnan(g.dw_hh).any() and np.isfinite(np.delete(g.dx, 1, axis=1)).all()
+    dout = np.ones_like(out)
+    g = cell.backward(cache, dout, {})
+    assert np.isnan(g["w_hh"]).any() and np.isfinite(np.delete(g["x"], 1, axis=1)).all()
 
 
-@pytest.mark.parametrize("nonlinearity", ["tanh", "sigmoid", "relu", "identity"])
-def test_nan_weights_give_nan_and_no_crash(nonlinearity):
-    a = _args()
-    a["w_hh"] = a["w_hh"].copy()
-    a["w_hh"][0, 0] = np.nan
-    out, h_n, cache = fastrnn.elman_forward(**a, nonlinearity=nonlinearity)
+@pytest.mark.parametrize("name", list(CELLS))
+def test_nan_weights_give_nan_and_no_crash(name):
+    cell = CELLS[name]
+    p = cell.make(4, 3, 2, 5)
+    p["w_hh"][0, 0] = np.nan
+    out, fin, cache = cell.forward(p)
     assert np.isnan(out[1:]).any()
-    g = fastrnn.elman_backward(cache, np.ones_like(out), truncate=2)
-    assert np.isnan(g.dw_hh).any()
+    g = cell.backward(cache, np.ones_like(out), {}, truncate=2)
+    assert np.isnan(g["w_hh"]).any()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("nonlinearity", ["tanh", "sigmoid"])
-def test_huge_preactivations_saturate_without_overflow(nonlinearity, dtype):
-    a = _args(dtype=dtype)
-    a["x"] = (a["x"] * 1e4).astype(dtype)
+@pytest.mark.parametrize("name", ["rnn_tanh", "rnn_sigmoid", "lstm", "lstm_proj", "gru"])
+def test_huge_preactivations_saturate_without_overflow(name, dtype):
+    cell = CELLS[name]
+    p = cell.make(4, 3, 2, 5, dtype=dtype)
+    p["x"] = (p["x"] * 1e4).astype(dtype)
     with np.errstate(all="raise"):
-        out, h_n, cache = fastrnn.elman_forward(**a, nonlinearity=nonlinearity)
-        g = fastrnn.elman_backward(cache, np.ones_like(out))
-    assert np.isfinite(out).all() and np.isfinite(g.dw_hh).all()
-    lo = -1.0 if nonlinearity == "tanh" else 0.0
-    assert out.min() >= lo and out.max() <= 1.0
+        out, fin, cache = cell.forward(p)
+        g = cell.backward(cache, np.ones_like(out), {})
+    assert np.isfinite(out).all() and all(np.isfinite(g[n]).all() for n in cell.params)
+    if not cell.proj:
+        lo = 0.0 if cell.nonlinearity == "sigmoid" else -1.0
+        assert out.min() >= lo and out.max() <= 1.0

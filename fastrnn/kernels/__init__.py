@@ -7,9 +7,17 @@ Activation codes for the Elman kernels: ``TANH``, ``RELU``, ``SIGMOID``, ``IDENT
 from .activations import IDENTITY, RELU, SIGMOID, TANH
 from .elman import (elman_backward, elman_backward_recurrence, elman_forward, elman_project,
                     elman_recurrence, elman_truncated_recurrence, elman_weight_grads)
+from .gru import (gru_backward, gru_backward_recurrence, gru_forward, gru_project,
+                  gru_recurrence, gru_truncated_recurrence, gru_weight_grads)
+from .lstm import (lstm_backward, lstm_backward_recurrence, lstm_forward, lstm_project,
+                   lstm_recurrence, lstm_truncated_recurrence, lstm_weight_grads)
 
 __all__ = [
     "TANH", "RELU", "SIGMOID", "IDENTITY",
     "elman_forward", "elman_backward", "elman_project", "elman_recurrence",
     "elman_backward_recurrence", "elman_truncated_recurrence", "elman_weight_grads",
+    "lstm_forward", "lstm_backward", "lstm_project", "lstm_recurrence",
+    "lstm_backward_recurrence", "lstm_truncated_recurrence", "lstm_weight_grads",
+    "gru_forward", "gru_backward", "gru_project", "gru_recurrence",
+    "gru_backward_recurrence", "gru_truncated_recurrence", "gru_weight_grads",
 ]

@@ -1,0 +1,120 @@
+"""Every cell's kernels (through the functional API) against the NumPy reference."""
+
+import numpy as np
+import pytest
+
+from .cells import CELLS
+from .conftest import SHAPES, assert_close
+
+TRUNCATIONS = [None, 1, 3, "T-1", "T", "T+5"]
+
+
+def _truncate(spec, T):
+    return {"T-1": max(1, T - 1), "T": T, "T+5": T + 5}.get(spec, spec)
+
+
+def _upstream(cell, p, out, seed=1):
+    rng = np.random.default_rng(seed)
+    dout = rng.standard_normal(out.shape).astype(out.dtype)
+    dfin = {n: rng.standard_normal(s).astype(out.dtype) for n, s in cell.final_shapes(p).items()}
+    return dout, dfin
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("name", list(CELLS))
+def test_forward_matches_reference(name, shape, bias, dtype):
+    cell = CELLS[name]
+    p = cell.make(*shape, dtype=dtype, bias=bias)
+    out, fin, _ = cell.forward(p)
+    r_out, r_fin, _ = cell.ref_forward(p)
+    assert_close(out, r_out, dtype, what="out")
+    for n in r_fin:
+        assert_close(fin[n], r_fin[n], dtype, what=n)
+    assert np.array_equal(fin["h_n"], out[-1])
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("truncate", TRUNCATIONS, ids=str)
+@pytest.mark.parametrize("name", list(CELLS))
+def test_backward_matches_reference(name, shape, bias, truncate, dtype):
+    cell = CELLS[name]
+    p = cell.make(*shape, dtype=dtype, bias=bias)
+    k = _truncate(truncate, shape[0])
+    out, fin, cache = cell.forward(p)
+    r_out, _, saved = cell.ref_forward(p)
+    dout, dfin = _upstream(cell, p, out)
+    g = cell.backward(cache, dout, dfin, truncate=k)
+    r = cell.ref_backward(p, r_out, saved, dout, dfin, truncate=k)
+    for n in cell.params:
+        if r[n] is None:
+            assert g[n] is None, n
+        else:
+            assert_close(g[n], r[n], dtype, scale=10, what=n)
+    if bias and cell.kind != "gru":  # both biases enter the same sum
+        assert np.array_equal(g["b_ih"], g["b_hh"]) and g["b_ih"] is not g["b_hh"]
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_truncate_at_least_T_is_full_bptt(name, dtype):
+    cell = CELLS[name]
+    p = cell.make(8, 6, 3, 5, dtype=dtype)
+    out, fin, cache = cell.forward(p)
+    dout, dfin = _upstream(cell, p, out)
+    full = cell.backward(cache, dout, dfin)
+    for k in (8, 9, 80):
+        g = cell.backward(cache, dout, dfin, truncate=k)
+        for n in cell.params:
+            assert np.array_equal(g[n], full[n]), (k, n)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_inference_path_gives_the_same_outputs(name):
+    cell = CELLS[name]
+    p = cell.make(6, 5, 2, 4)
+    out1, fin1, cache = cell.forward(p)
+    out2, fin2, none = cell.forward(p, cache=False)
+    assert none is None and cache is not None
+    assert np.array_equal(out1, out2)
+    for n in fin1:
+        assert np.array_equal(fin1[n], fin2[n])
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_missing_upstream_gradients_are_zeros(name):
+    cell = CELLS[name]
+    p = cell.make(6, 3, 2, 5)
+    out, fin, cache = cell.forward(p)
+    dfin = {n: np.ones_like(a) for n, a in fin.items()}
+    a = cell.backward(cache, None, dfin)
+    b = cell.backward(cache, np.zeros_like(out), dfin)
+    c = cell.backward(cache, np.zeros_like(out), {})
+    for n in cell.params:
+        assert np.array_equal(a[n], b[n])
+        assert not np.any(c[n])
+
+
+@pytest.mark.parametrize("name", ["lstm", "lstm_proj", "gru"])
+def test_truncate_one_sees_only_each_steps_own_gradient(name):
+    # k = 1: the gradient entering at t stops at h_{t-1} (and c_{t-1}): the result
+    # is the sum over t of one-step backward passes from the stored states
+    cell = CELLS[name]
+    p = cell.make(5, 2, 3, 4)
+    out, fin, cache = cell.forward(p)
+    dout, dfin = _upstream(cell, p, out)
+    g = cell.backward(cache, dout, dfin, truncate=1)
+    total = {n: 0 for n in ("w_ih", "w_hh")}
+    for t in range(5):
+        q = dict(p, x=p["x"][t:t + 1])
+        if t > 0:
+            q["h0"] = out[t - 1]
+            if cell.kind == "lstm":
+                q["c0"] = cache.cs[t - 1]
+        o, f, c = cell.forward(q)
+        d = {n: dfin[n] for n in dfin} if t == 4 else {}
+        one = cell.backward(c, dout[t:t + 1], d)
+        for n in total:
+            total[n] = total[n] + one[n]
+    for n in total:
+        np.testing.assert_allclose(g[n], total[n], rtol=1e-12, atol=1e-13)
