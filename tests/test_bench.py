@@ -10,18 +10,24 @@ import pytest
 from fastrnn.bench import frameworks, harness, problems
 
 
-def test_flops_formula():
+def test_flops_formula_and_cell_sizes():
     T, B, I, H = problems.SIZES["small"]
     assert problems.flops("rnn_tanh", "small", "forward") == 2 * T * B * (I + H) * H
-    assert problems.flops("rnn_tanh", "small", "train") == 3 * 2 * T * B * (I + H) * H
+    assert problems.flops("lstm", "small", "train") == 3 * 2 * T * B * (I + H) * 4 * H
+    assert problems.shape("rnn_tanh", "deepbench") == (50, 16, 1760, 1760)
+    assert problems.shape("gru", "deepbench") == (25, 16, 512, 512)
 
 
-@pytest.mark.parametrize("name", ["fastrnn", "numpy"])
-def test_framework_results_agree_with_reference(name):
-    p = problems.make_problem("rnn_tanh", "tiny", "float32")
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
+@pytest.mark.parametrize("name", ["fastrnn", "numpy", "torch"])
+def test_framework_results_agree_with_reference(name, cell):
+    fw = frameworks.FRAMEWORKS[name]
+    if not fw.available():
+        pytest.skip(f"{name} is not installed")
+    p = problems.make_problem(cell, "tiny", "float32")
     for mode in problems.MODES:
-        res = frameworks.FRAMEWORKS[name].prepare("rnn_tanh", mode, p)()
-        assert harness.check(res, frameworks.reference_results("rnn_tanh", mode, p)) < 1e-5
+        res = fw.prepare(cell, mode, p)()
+        assert harness.check(res, frameworks.reference_results(cell, mode, p)) < 1e-4
 
 
 def test_a_wrong_framework_is_reported_and_not_timed(monkeypatch):

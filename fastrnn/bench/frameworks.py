@@ -8,12 +8,14 @@ one call and returns the results to check: ``{"out": ...}`` for forward, plus
 import numpy as np
 
 import fastrnn
-from fastrnn.reference import elman as ref
+from fastrnn import reference as ref
+
+from .problems import CELLS
 
 
 def _check_cell(cell):
-    if cell != "rnn_tanh":
-        raise ValueError(f"cell {cell!r} is not implemented yet")
+    if cell not in CELLS:
+        raise ValueError(f"unknown cell {cell!r}")
 
 
 class _Framework:
@@ -29,24 +31,39 @@ class _Framework:
     @classmethod
     def prepare(cls, cell, mode, p):
         _check_cell(cell)
-        return cls._forward(p) if mode == "forward" else cls._train(p)
+        return cls._forward(cell, p) if mode == "forward" else cls._train(cell, p)
+
+
+def _weights(p):
+    return (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
 
 
 class FastRNN(_Framework):
     name = "fastrnn"
 
     @staticmethod
-    def _forward(p):
-        args = (p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-        return lambda: {"out": fastrnn.elman_forward(*args, cache=False)[0]}
+    def _run(cell, p, cache):
+        if cell == "rnn_tanh":
+            out, _, c = fastrnn.elman_forward(p["x"], p["h0"], *_weights(p), cache=cache)
+        elif cell == "lstm":
+            out, _, _, c = fastrnn.lstm_forward(p["x"], p["h0"], p["c0"], *_weights(p),
+                                                cache=cache)
+        else:
+            out, _, c = fastrnn.gru_forward(p["x"], p["h0"], *_weights(p), cache=cache)
+        return out, c
 
-    @staticmethod
-    def _train(p):
-        args = (p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    @classmethod
+    def _forward(cls, cell, p):
+        return lambda: {"out": cls._run(cell, p, False)[0]}
+
+    @classmethod
+    def _train(cls, cell, p):
+        backward = {"rnn_tanh": fastrnn.elman_backward, "lstm": fastrnn.lstm_backward,
+                    "gru": fastrnn.gru_backward}[cell]
 
         def run():
-            out, _, cache = fastrnn.elman_forward(*args)
-            g = fastrnn.elman_backward(cache, p["dout"])
+            out, cache = cls._run(cell, p, True)
+            g = backward(cache, p["dout"])
             return {"out": out, "dx": g.dx, "dw_hh": g.dw_hh}
 
         return run
@@ -56,17 +73,32 @@ class NumPy(_Framework):
     name = "numpy"
 
     @staticmethod
-    def _forward(p):
-        args = (p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-        return lambda: {"out": ref.elman_forward(*args)[0]}
+    def _run(cell, p):
+        if cell == "rnn_tanh":
+            out, _ = ref.elman_forward(p["x"], p["h0"], *_weights(p))
+            return out, None
+        if cell == "lstm":
+            out, _, _, saved = ref.lstm_forward(p["x"], p["h0"], p["c0"], *_weights(p))
+            return out, saved
+        out, _, saved = ref.gru_forward(p["x"], p["h0"], *_weights(p))
+        return out, saved
 
-    @staticmethod
-    def _train(p):
-        args = (p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    @classmethod
+    def _forward(cls, cell, p):
+        return lambda: {"out": cls._run(cell, p)[0]}
 
+    @classmethod
+    def _train(cls, cell, p):
         def run():
-            out, _ = ref.elman_forward(*args)
-            g = ref.elman_backward(p["x"], p["h0"], p["w_ih"], p["w_hh"], out, p["dout"])
+            out, saved = cls._run(cell, p)
+            if cell == "rnn_tanh":
+                g = ref.elman_backward(p["x"], p["h0"], p["w_ih"], p["w_hh"], out, p["dout"])
+            elif cell == "lstm":
+                g = ref.lstm_backward(p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], None, out,
+                                      saved, p["dout"])
+            else:
+                g = ref.gru_backward(p["x"], p["h0"], p["w_ih"], p["w_hh"], out, saved,
+                                     p["dout"])
             return {"out": out, "dx": g["dx"], "dw_hh": g["dw_hh"]}
 
         return run
@@ -91,24 +123,26 @@ class Torch(_Framework):
         T, B, I = p["x"].shape
         H = p["w_hh"].shape[1]
         dtype = torch.float32 if p["x"].dtype == np.float32 else torch.float64
-        rnn = torch.nn.RNN(I, H, nonlinearity="tanh", dtype=dtype)
+        module = {"rnn_tanh": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+        rnn = module(I, H, dtype=dtype)
         with torch.no_grad():
             for name, key in (("weight_ih_l0", "w_ih"), ("weight_hh_l0", "w_hh"),
                               ("bias_ih_l0", "b_ih"), ("bias_hh_l0", "b_hh")):
                 getattr(rnn, name).copy_(torch.from_numpy(p[key]))
         x = torch.from_numpy(p["x"])
         h0 = torch.from_numpy(p["h0"])[None]
+        state = (h0, torch.from_numpy(p["c0"])[None]) if cell == "lstm" else h0
         dout = torch.from_numpy(p["dout"])
         if mode == "forward":
             def run():
                 with torch.no_grad():
-                    out, _ = rnn(x, h0)
+                    out, _ = rnn(x, state)
                 return {"out": out.numpy()}
         else:
             def run():
                 rnn.zero_grad(set_to_none=True)
                 xg = x.detach().requires_grad_(True)
-                out, _ = rnn(xg, h0)
+                out, _ = rnn(xg, state)
                 out.backward(dout)
                 return {"out": out.detach().numpy(), "dx": xg.grad.numpy(),
                         "dw_hh": rnn.weight_hh_l0.grad.numpy()}

@@ -156,7 +156,7 @@ def run_framework(name, cases, dtype, threads, repeats, peak):
     fw = FRAMEWORKS[name]
     rows = []
     for cell, size, mode in cases:
-        row = {"cell": cell, "size": size, "shape": problems.SIZES[size], "mode": mode,
+        row = {"cell": cell, "size": size, "shape": problems.shape(cell, size), "mode": mode,
                "dtype": np.dtype(dtype).name, "framework": name}
         p = problems_[(cell, size, mode)]
         try:
@@ -186,7 +186,7 @@ def _in_subprocess(name, cases, dtype, threads, repeats, peak):
                          capture_output=True, text=True)
     if res.returncode != 0:
         err = (res.stderr.strip().splitlines() or ["no output"])[-1]
-        return [{"cell": c, "size": s, "shape": problems.SIZES[s], "mode": m, "dtype": dtype,
+        return [{"cell": c, "size": s, "shape": problems.shape(c, s), "mode": m, "dtype": dtype,
                  "framework": name, "ok": False, "error": f"worker failed: {err}"}
                 for c, s, m in cases]
     return json.loads(res.stdout.strip().splitlines()[-1])
