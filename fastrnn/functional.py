@@ -128,6 +128,19 @@ def _check_cache(fn, cache, cls):
                         f"call with cache=True, got {type(cache).__name__}")
 
 
+def _start_backward(fn, cache, cls, dout, dh_n, truncate, dc_n=None, lstm=False):
+    """The checks every backward shares; returns (inputs, dout, dh_n, dc_n, k)."""
+    _check_cache(fn, cache, cls)
+    inp = cache.inputs
+    T, B, I, H, P = inp.shape
+    p = "P" if inp.w_hr is not None else "H"
+    dout = _check_grad_arg(fn, "dout", dout, f"(T, B, {p})", (T, B, P), inp.dtype)
+    dh_n = _check_grad_arg(fn, "dh_n", dh_n, f"(B, {p})", (B, P), inp.dtype)
+    if lstm:
+        dc_n = _check_grad_arg(fn, "dc_n", dc_n, "(B, H)", (B, H), inp.dtype)
+    return inp, dout, dh_n, dc_n, v.check_truncate(fn, truncate)
+
+
 # --------------------------------------------------------------------------------------
 # Elman
 
@@ -249,13 +262,9 @@ def elman_backward(cache, dout, dh_n=None, truncate=None):
     >>> g.dx.shape, g.dw_hh.shape, g.db_ih.shape
     ((6, 2, 3), (4, 4), (4,))
     """
-    fn = "elman_backward"
-    _check_cache(fn, cache, ElmanCache)
-    inp = cache.inputs
+    inp, dout, dh_n, _, k = _start_backward("elman_backward", cache, ElmanCache, dout, dh_n,
+                                            truncate)
     T, B, I, H, _ = inp.shape
-    dout = _check_grad_arg(fn, "dout", dout, "(T, B, H)", (T, B, H), inp.dtype)
-    dh_n = _check_grad_arg(fn, "dh_n", dh_n, "(B, H)", (B, H), inp.dtype)
-    k = v.check_truncate(fn, truncate)
     dx = np.zeros((T, B, I), inp.dtype)
     dh0 = np.zeros((B, H), inp.dtype)
     dw_ih = np.zeros((H, I), inp.dtype)
@@ -406,16 +415,9 @@ def lstm_backward(cache, dout, dh_n=None, dc_n=None, truncate=None):
     >>> g.dw_hh.shape, g.dw_hr.shape, g.dc0.shape, g.db_ih is None
     ((16, 2), (2, 4), (2, 4), True)
     """
-    fn = "lstm_backward"
-    _check_cache(fn, cache, LSTMCache)
-    inp = cache.inputs
+    inp, dout, dh_n, dc_n, k = _start_backward("lstm_backward", cache, LSTMCache, dout, dh_n,
+                                               truncate, dc_n, lstm=True)
     T, B, I, H, P = inp.shape
-    if T > 0 and cache.cs.shape[0] != T:
-        raise ValueError(f"{fn}: this cache was made with cache=False and holds no cell states")
-    dout = _check_grad_arg(fn, "dout", dout, "(T, B, P)", (T, B, P), inp.dtype)
-    dh_n = _check_grad_arg(fn, "dh_n", dh_n, "(B, P)", (B, P), inp.dtype)
-    dc_n = _check_grad_arg(fn, "dc_n", dc_n, "(B, H)", (B, H), inp.dtype)
-    k = v.check_truncate(fn, truncate)
     dx = np.zeros((T, B, I), inp.dtype)
     dh0 = np.zeros((B, P), inp.dtype)
     dc0 = np.zeros((B, H), inp.dtype)
@@ -562,15 +564,9 @@ def gru_backward(cache, dout, dh_n=None, truncate=None):
     >>> g.dx.shape, g.db_hh.shape
     ((6, 2, 3), (12,))
     """
-    fn = "gru_backward"
-    _check_cache(fn, cache, GRUCache)
-    inp = cache.inputs
+    inp, dout, dh_n, _, k = _start_backward("gru_backward", cache, GRUCache, dout, dh_n,
+                                            truncate)
     T, B, I, H, _ = inp.shape
-    if T > 0 and cache.ghn.shape[0] != T:
-        raise ValueError(f"{fn}: this cache was made with cache=False and holds no gate history")
-    dout = _check_grad_arg(fn, "dout", dout, "(T, B, H)", (T, B, H), inp.dtype)
-    dh_n = _check_grad_arg(fn, "dh_n", dh_n, "(B, H)", (B, H), inp.dtype)
-    k = v.check_truncate(fn, truncate)
     dx = np.zeros((T, B, I), inp.dtype)
     dh0 = np.zeros((B, H), inp.dtype)
     dw_ih = np.zeros((3 * H, I), inp.dtype)

@@ -136,7 +136,7 @@ def test_lstm_and_gru_forward_reject_bad_arguments(fn, kwargs, exc, words):
 @pytest.mark.parametrize("fn, kwargs, exc, words", [
     ("lstm_backward", dict(dc_n=np.zeros((3, 4))), ValueError, ["dc_n", "(B, H)", "(3, 5)"]),
     ("lstm_backward", dict(dh_n=np.zeros((3, 5, 1))), ValueError, ["dh_n", "2 dimensions"]),
-    ("lstm_backward", dict(dout=np.zeros((4, 3, 4))), ValueError, ["dout", "(T, B, P)", "(4, 3, 5)"]),
+    ("lstm_backward", dict(dout=np.zeros((4, 3, 4))), ValueError, ["dout", "(T, B, H)", "(4, 3, 5)"]),
     ("lstm_backward", dict(truncate=0), ValueError, ["truncate", ">= 1"]),
     ("gru_backward", dict(dout=np.zeros((4, 3, 4))), ValueError, ["dout", "(T, B, H)", "(4, 3, 5)"]),
     ("gru_backward", dict(truncate=1.5), TypeError, ["truncate", "float"]),

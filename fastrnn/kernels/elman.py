@@ -29,7 +29,7 @@ from numba import prange
 
 from .._config import jit, jit_parallel
 from .activations import activate, activation_backward
-from .linalg import BLAS_MIN_ROWS, add_rows, copy_rows, matmul, transpose
+from .linalg import BLAS_MIN_ROWS, add_rows, copy_rows, matmul, sum_windows, transpose
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 
 # --------------------------------------------------------------------------------------
@@ -183,14 +183,7 @@ def _truncated_chunk(da, dh0, dout, dh_n, out, w_hh, r0, r1, act, k):
             h = out[t, r0 + r]
             for age in range(n_live):
                 activation_backward(gs[age, r], gs[age, r], h, act)
-            dar = da[t, r0 + r]
-            g0 = gs[0, r]
-            for j in range(H):
-                dar[j] = g0[j]
-            for age in range(1, n_live):
-                ga = gs[age, r]
-                for j in range(H):
-                    dar[j] += ga[j]
+            sum_windows(da[t, r0 + r], gs[:, r], n_live)
         if t == 0:
             # every live window reaches h0 within its k steps: dh0 = sum_a e_a W_hh
             matmul(dh0[r0:r1], da[0, r0:r1], w_hh, False)

@@ -19,7 +19,7 @@ from numba import prange
 
 from .._config import jit, jit_parallel
 from .activations import sigmoid, tanh
-from .linalg import BLAS_MIN_ROWS, copy_rows, matmul, transpose
+from .linalg import BLAS_MIN_ROWS, copy_rows, matmul, sum_windows, transpose
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 
 # --------------------------------------------------------------------------------------
@@ -161,17 +161,6 @@ def gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh
 
 
 @jit
-def _sum_windows(dst, win, n):
-    # dst = win[0] + ... + win[n-1]: dst (N,), win (k, N)
-    for j in range(dst.shape[0]):
-        dst[j] = win[0, j]
-    for age in range(1, n):
-        w = win[age]
-        for j in range(dst.shape[0]):
-            dst[j] += w[j]
-
-
-@jit
 def _truncated_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, r0, r1, k):
     T = out.shape[0]
     H = out.shape[2]
@@ -191,12 +180,12 @@ def _truncated_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, r0, r
             for age in range(n_live):
                 _cell_backward(wi[age, r], wh[age, r], gh[1 - p, age + 1, r], gh[p, age, r],
                                gates[t, r0 + r], ghn[t, r0 + r], h_prev, H)
-            _sum_windows(dgi[t, r0 + r], wi[:, r], n_live)
-            _sum_windows(dgh[t, r0 + r], wh[:, r], n_live)
+            sum_windows(dgi[t, r0 + r], wi[:, r], n_live)
+            sum_windows(dgh[t, r0 + r], wh[:, r], n_live)
         if t == 0:
             # every live window reaches h0: dh0 = sum_a dh_a z + dgh_0 W_hh
             for r in range(R):
-                _sum_windows(dh0[r0 + r], gh[1 - p, 1:, r], n_live)
+                sum_windows(dh0[r0 + r], gh[1 - p, 1:, r], n_live)
             matmul(dh0[r0:r1], dgh[0, r0:r1], w_hh, True)
             break
         n_prop = min(n_live, k - 1)  # age k-1 expires at this step

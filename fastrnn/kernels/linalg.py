@@ -102,3 +102,15 @@ def sum_rows(s, a):
         ar = a[r]
         for j in range(N):
             s[j] += ar[j]
+
+
+@jit
+def sum_windows(dst, win, n):
+    """``dst = win[0] + win[1] + ... + win[n-1]`` in that order: dst (N,), win (>= n, N)."""
+    w0 = win[0]
+    for j in range(dst.shape[0]):
+        dst[j] = w0[j]
+    for a in range(1, n):
+        w = win[a]
+        for j in range(dst.shape[0]):
+            dst[j] += w[j]

@@ -22,7 +22,7 @@ from numba import prange
 
 from .._config import jit, jit_parallel
 from .activations import sigmoid, tanh
-from .linalg import BLAS_MIN_ROWS, add_rows, copy_rows, matmul, transpose
+from .linalg import BLAS_MIN_ROWS, add_rows, copy_rows, matmul, sum_windows, transpose
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 
 # --------------------------------------------------------------------------------------
@@ -215,40 +215,19 @@ def _truncated_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_h
                    w_hr, False)
             for r in range(R):
                 _m_row(ms[t, r0 + r], gates[t, r0 + r], cs[t, r0 + r], H)
-                dr = dhs[t, r0 + r]  # the total dL/dh_t, for dW_hr
-                h0r = hs[0, r]
-                for j in range(P):
-                    dr[j] = h0r[j]
-                for age in range(1, n_live):
-                    har = hs[age, r]
-                    for j in range(P):
-                        dr[j] += har[j]
+                sum_windows(dhs[t, r0 + r], hs[:, r], n_live)  # the total dL/dh_t, for dW_hr
         for r in range(R):
             c_prev = c0[r0 + r] if t == 0 else cs[t - 1, r0 + r]
             for age in range(n_live):
                 _cell_backward(ga[age, r], gc[1 - p, age + 1, r],
                                dm[age, r] if proj else hs[age, r], gc[p, age, r],
                                gates[t, r0 + r], cs[t, r0 + r], c_prev, H)
-            dar = da[t, r0 + r]
-            g0 = ga[0, r]
-            for j in range(G):
-                dar[j] = g0[j]
-            for age in range(1, n_live):
-                gar = ga[age, r]
-                for j in range(G):
-                    dar[j] += gar[j]
+            sum_windows(da[t, r0 + r], ga[:, r], n_live)
         if t == 0:
             # every live window reaches h0 and c0 within its k steps
             matmul(dh0[r0:r1], da[0, r0:r1], w_hh, False)
             for r in range(R):
-                d = dc0[r0 + r]
-                g1 = gc[1 - p, 1, r]
-                for j in range(H):
-                    d[j] = g1[j]
-                for age in range(2, n_live + 1):
-                    ga1 = gc[1 - p, age, r]
-                    for j in range(H):
-                        d[j] += ga1[j]
+                sum_windows(dc0[r0 + r], gc[1 - p, 1:, r], n_live)
             break
         n_prop = min(n_live, k - 1)  # age k-1 expires at this step
         if n_prop > 0:
