@@ -111,3 +111,19 @@ def check_truncate(fn, truncate):
     if truncate < 1:
         raise ValueError(f"{fn}: truncate must be None or an integer >= 1, got {truncate}")
     return int(truncate)
+
+
+def check_lengths(fn, lengths, T, B):
+    """``lengths``: None, or B integers in 1..T (one per sequence); returns an int64
+    array (B,) or None."""
+    if lengths is None:
+        return None
+    a = np.asarray(lengths)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: lengths must be integers (one per sequence), got dtype {a.dtype}")
+    if a.shape != (B,):
+        raise ValueError(f"{fn}: lengths must have shape (B,) = ({B},), got {a.shape}")
+    if B and (a.min() < 1 or a.max() > T):
+        raise ValueError(f"{fn}: lengths must be in 1..T = 1..{T}, got values from {a.min()} "
+                         f"to {a.max()}")
+    return np.ascontiguousarray(a, dtype=np.int64)

@@ -47,6 +47,7 @@ class _Inputs:
     b_hh: np.ndarray  # (G*H,) or None
     c0: np.ndarray = None  # (B, H), LSTM only
     w_hr: np.ndarray = None  # (P, H), LSTM with projections only
+    lengths: np.ndarray = None  # (B,) int64 in 1..T; all T when no lengths were given
 
     @property
     def shape(self):
@@ -55,9 +56,10 @@ class _Inputs:
         return T, B, I, self.w_ih.shape[0] // self.gates, self.h0.shape[1]
 
 
-def _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates, c0=None, w_hr=None, lstm=False):
+def _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates, c0=None, w_hr=None, lstm=False,
+                  lengths=None):
     """Check and convert a cell's forward arguments (G = ``gates``; ``lstm``: also c0 and
-    the optional projection w_hr)."""
+    the optional projection w_hr; ``lengths``: one per sequence, or None)."""
     x = v.to_array(fn, "x", x)
     w_ih = v.to_array(fn, "w_ih", w_ih)
     w_hh = v.to_array(fn, "w_hh", w_hh)
@@ -96,13 +98,22 @@ def _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates, c0=None, w_hr=None, 
         b_hh = v.to_array(fn, "b_hh", b_hh)
         v.check_shape(fn, "b_ih", b_ih, f"({g},)", (GH,))
         v.check_shape(fn, "b_hh", b_hh, f"({g},)", (GH,))
+    lengths = v.check_lengths(fn, lengths, T, B)
     dtype = v.working_dtype(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
     conv = lambda a: None if a is None else v.for_kernel(a, dtype)  # noqa: E731
     h0 = np.zeros((B, P), dtype) if h0 is None else conv(h0)
     if lstm:
         c0 = np.zeros((B, H), dtype) if c0 is None else conv(c0)
-    return _Inputs(dtype, gates, conv(x), h0, conv(w_ih), conv(w_hh), conv(b_ih), conv(b_hh),
-                   c0, conv(w_hr))
+    x = conv(x)
+    if lengths is None:
+        lengths = np.full(B, T, np.int64)
+    elif B and lengths.min() < T:
+        # padding values are never used; zero them so that no NaN or inf the caller
+        # left there can reach a gradient (0 * inf)
+        x = x.copy()
+        x[np.arange(T)[:, None] >= lengths[None, :]] = 0
+    return _Inputs(dtype, gates, x, h0, conv(w_ih), conv(w_hh), conv(b_ih), conv(b_hh),
+                   c0, conv(w_hr), lengths)
 
 
 def _summed_bias(inp):
@@ -111,6 +122,11 @@ def _summed_bias(inp):
     if inp.b_ih is None:
         return np.zeros(GH, inp.dtype)
     return inp.b_ih + inp.b_hh
+
+
+def _no_ages(k, B, G, dtype):
+    # the truncated kernels' per-age output, when nobody needs it
+    return np.empty((0, k, B, G), dtype)
 
 
 def _check_grad_arg(fn, name, value, layout, shape, dtype):
@@ -171,7 +187,8 @@ class ElmanGrads:
     db_hh: np.ndarray
 
 
-def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", cache=True):
+def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", cache=True,
+                  lengths=None):
     """Elman RNN over a sequence: ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``.
 
     Parameters
@@ -187,6 +204,10 @@ def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", 
     nonlinearity : {"tanh", "relu", "sigmoid", "identity"}
     cache : bool
         Keep what backward needs and return it; with False the third result is None.
+    lengths : array_like of int, (B,), or None
+        Length of each sequence (1..T), as PyTorch's packed sequences: steps at and past
+        a sequence's length are padding, their outputs are 0 and ``h_n`` is the state at
+        the sequence's last real step. None: every sequence has T steps.
 
     Returns
     -------
@@ -211,7 +232,7 @@ def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", 
     True
     """
     fn = "elman_forward"
-    inp = _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates=1)
+    inp = _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates=1, lengths=lengths)
     v.check_choice(fn, "nonlinearity", nonlinearity, ACTIVATIONS)
     v.check_flag(fn, "cache", cache)
     T, B, I, H, _ = inp.shape
@@ -223,7 +244,7 @@ def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", 
         with single_threaded_blas():
             _elman.elman_project(out, inp.x, inp.w_ih)
             _elman.elman_recurrence(out, h_n, inp.h0, inp.w_hh, _summed_bias(inp),
-                                    ACTIVATIONS[nonlinearity])
+                                    ACTIVATIONS[nonlinearity], inp.lengths)
     return out, h_n, (ElmanCache(inp, out, nonlinearity) if cache else None)
 
 
@@ -277,9 +298,12 @@ def elman_backward(cache, dout, dh_n=None, truncate=None):
         da = np.empty((T, B, H), inp.dtype)
         with single_threaded_blas():
             if k is None or k >= T:
-                _elman.elman_backward_recurrence(da, dh0, dout, dh_n, cache.out, inp.w_hh, act)
+                _elman.elman_backward_recurrence(da, dh0, dout, dh_n, cache.out, inp.w_hh, act,
+                                                 inp.lengths)
             else:
-                _elman.elman_truncated_recurrence(da, dh0, dout, dh_n, cache.out, inp.w_hh, act, k)
+                _elman.elman_truncated_recurrence(da, _no_ages(k, B, H, inp.dtype), dh0,
+                                                  dout.reshape(T, 1, B, H), dh_n, cache.out,
+                                                  inp.w_hh, act, k, inp.lengths)
             _elman.elman_weight_grads(dx, dw_ih, dw_hh, db, da, inp.x, inp.h0, inp.w_ih, cache.out)
     has_bias = inp.b_ih is not None
     return ElmanGrads(dx, dh0, dw_ih, dw_hh, db if has_bias else None,
@@ -325,7 +349,8 @@ def _no_projection(inp):
     return inp.w_hr if inp.w_hr is not None else np.zeros((0, 0), inp.dtype)
 
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=True):
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=True,
+                 lengths=None):
     """LSTM over a sequence, with PyTorch's equations and gate order i, f, g, o::
 
         i, f, g, o = sigma, sigma, tanh, sigma  of  W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
@@ -346,6 +371,9 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=T
         Projection (PyTorch's ``weight_hr_l0``).
     cache : bool
         Keep what backward needs (gates and cell states) and return it.
+    lengths : array_like of int, (B,), or None
+        As ``elman_forward``: per-sequence lengths, padding outputs 0, final states at
+        each sequence's last real step.
 
     Returns
     -------
@@ -365,7 +393,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=T
     ((5, 2, 4), (2, 4), (2, 4))
     """
     fn = "lstm_forward"
-    inp = _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates=4, c0=c0, w_hr=w_hr, lstm=True)
+    inp = _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates=4, c0=c0, w_hr=w_hr, lstm=True,
+                        lengths=lengths)
     v.check_flag(fn, "cache", cache)
     T, B, I, H, P = inp.shape
     out = np.empty((T, B, P), inp.dtype)
@@ -379,7 +408,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=T
         with single_threaded_blas():
             _lstm.lstm_project(gates, inp.x, inp.w_ih)
             _lstm.lstm_recurrence(out, h_n, c_n, gates, cs, inp.h0, inp.c0, inp.w_hh,
-                                  _summed_bias(inp), _no_projection(inp))
+                                  _summed_bias(inp), _no_projection(inp), inp.lengths)
     return out, h_n, c_n, (LSTMCache(inp, out, gates, cs) if cache else None)
 
 
@@ -434,13 +463,14 @@ def lstm_backward(cache, dout, dh_n=None, dc_n=None, truncate=None):
         n = T if inp.w_hr is not None else 0
         dhs = np.empty((n, B, P), inp.dtype)
         ms = np.empty((n, B, H), inp.dtype)
-        args = (da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, cache.gates, cache.cs, inp.c0,
-                inp.w_hh, w_hr)
+        rest = (dh_n, dc_n, cache.gates, cache.cs, inp.c0, inp.w_hh, w_hr)
         with single_threaded_blas():
             if k is None or k >= T:
-                _lstm.lstm_backward_recurrence(*args)
+                _lstm.lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, *rest, inp.lengths)
             else:
-                _lstm.lstm_truncated_recurrence(*args, k)
+                _lstm.lstm_truncated_recurrence(da, _no_ages(k, B, 4 * H, inp.dtype), dhs, ms,
+                                                dh0, dc0, dout.reshape(T, 1, B, P), *rest, k,
+                                                inp.lengths)
             _lstm.lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, inp.x, inp.h0,
                                     inp.w_ih, cache.out)
     has_bias = inp.b_ih is not None
@@ -478,7 +508,7 @@ class GRUGrads:
     db_hh: np.ndarray
 
 
-def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True):
+def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True, lengths=None):
     """GRU over a sequence, with PyTorch's equations and gate order r, z, n::
 
         r = sigma(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
@@ -496,6 +526,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True):
     w_hh : array_like, (3H, H)
     b_ih, b_hh : array_like, (3H,), or both None
     cache : bool
+    lengths : array_like of int, (B,), or None
+        As ``elman_forward``.
 
     Returns
     -------
@@ -515,7 +547,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True):
     ((5, 2, 4), dtype('float32'))
     """
     fn = "gru_forward"
-    inp = _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates=3)
+    inp = _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates=3, lengths=lengths)
     v.check_flag(fn, "cache", cache)
     T, B, I, H, _ = inp.shape
     out = np.empty((T, B, H), inp.dtype)
@@ -530,7 +562,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True):
             _gru.gru_project(gates, inp.x, inp.w_ih)
             _gru.gru_recurrence(out, h_n, gates, ghn, inp.h0, inp.w_hh,
                                 zeros if inp.b_ih is None else inp.b_ih,
-                                zeros if inp.b_hh is None else inp.b_hh)
+                                zeros if inp.b_hh is None else inp.b_hh, inp.lengths)
     return out, h_n, (GRUCache(inp, out, gates, ghn) if cache else None)
 
 
@@ -578,12 +610,13 @@ def gru_backward(cache, dout, dh_n=None, truncate=None):
     elif B > 0:
         dgi = np.empty((T, B, 3 * H), inp.dtype)
         dgh = np.empty((T, B, 3 * H), inp.dtype)
-        args = (dgi, dgh, dh0, dout, dh_n, cache.gates, cache.ghn, inp.h0, cache.out, inp.w_hh)
+        rest = (dh_n, cache.gates, cache.ghn, inp.h0, cache.out, inp.w_hh)
         with single_threaded_blas():
             if k is None or k >= T:
-                _gru.gru_backward_recurrence(*args)
+                _gru.gru_backward_recurrence(dgi, dgh, dh0, dout, *rest, inp.lengths)
             else:
-                _gru.gru_truncated_recurrence(*args, k)
+                _gru.gru_truncated_recurrence(dgi, _no_ages(k, B, 3 * H, inp.dtype), dgh, dh0,
+                                              dout.reshape(T, 1, B, H), *rest, k, inp.lengths)
             _gru.gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, inp.x, inp.h0,
                                   inp.w_ih, cache.out)
     has_bias = inp.b_ih is not None

@@ -70,15 +70,16 @@ class Cell:
         return names
 
     # ------------------------------------------------------------------ fastrnn
-    def forward(self, p, cache=True):
+    def forward(self, p, cache=True, lengths=None):
         """Returns (out, finals, cache)."""
         if self.kind == "elman":
-            out, h_n, c = fastrnn.elman_forward(**p, nonlinearity=self.nonlinearity, cache=cache)
+            out, h_n, c = fastrnn.elman_forward(**p, nonlinearity=self.nonlinearity, cache=cache,
+                                                lengths=lengths)
             return out, {"h_n": h_n}, c
         if self.kind == "lstm":
-            out, h_n, c_n, c = fastrnn.lstm_forward(**p, cache=cache)
+            out, h_n, c_n, c = fastrnn.lstm_forward(**p, cache=cache, lengths=lengths)
             return out, {"h_n": h_n, "c_n": c_n}, c
-        out, h_n, c = fastrnn.gru_forward(**p, cache=cache)
+        out, h_n, c = fastrnn.gru_forward(**p, cache=cache, lengths=lengths)
         return out, {"h_n": h_n}, c
 
     def backward(self, cache, dout, dfinals, truncate=None):
@@ -131,6 +132,35 @@ class Cell:
         if p["b_ih"] is None:
             g["b_ih"] = g["b_hh"] = None
         return g
+
+    def ref_with_lengths(self, p, lengths, dout, dfinals, truncate=None):
+        """The reference run sequence by sequence, each on its own real steps only:
+        returns (out, finals, grads), outputs zero past each length."""
+        T, B, I, H, P = self.sizes(p)
+        out = np.zeros((T, B, P), p["x"].dtype)
+        fin = {n: np.zeros(s, p["x"].dtype) for n, s in self.final_shapes(p).items()}
+        grads = {n: None if p[n] is None else np.zeros_like(p[n]) for n in self.params}
+        for b in range(B):
+            L = int(lengths[b])
+            q = dict(p, x=p["x"][:L, b:b + 1], h0=p["h0"][b:b + 1])
+            if "c0" in q:
+                q["c0"] = p["c0"][b:b + 1]
+            o, f, saved = self.ref_forward(q)
+            out[:L, b] = o[:, 0]
+            for n in fin:
+                fin[n][b] = f[n][0]
+            g = self.ref_backward(q, o, saved, dout[:L, b:b + 1],
+                                  {n: d[b:b + 1] for n, d in dfinals.items()}, truncate)
+            for n in self.params:
+                if grads[n] is None:
+                    continue
+                if n == "x":
+                    grads[n][:L, b] = g[n][:, 0]
+                elif n in ("h0", "c0"):
+                    grads[n][b] = g[n][0]
+                else:
+                    grads[n] += g[n]
+        return out, fin, grads
 
     # ------------------------------------------------------------------ torch
     def torch_step(self, t):

@@ -118,3 +118,66 @@ def test_truncate_one_sees_only_each_steps_own_gradient(name):
             total[n] = total[n] + one[n]
     for n in total:
         np.testing.assert_allclose(g[n], total[n], rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("truncate", [None, 1, 3])
+@pytest.mark.parametrize("B", [1, 3, 9], ids=lambda b: f"B{b}")
+@pytest.mark.parametrize("name", ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru"])
+def test_lengths_match_the_reference_run_per_sequence(name, B, truncate, dtype):
+    # packed-sequence semantics: padding outputs 0, final states at each last real
+    # step, gradients as if each sequence ran alone on its own steps
+    cell = CELLS[name]
+    T = 7
+    p = cell.make(T, B, 3, 4, dtype=dtype, seed=5)
+    lengths = np.random.default_rng(B).integers(1, T + 1, B)
+    lengths[0] = T if B > 1 else 4
+    if B > 2:
+        lengths[1] = 1
+    out, fin, cache = cell.forward(p, lengths=lengths)
+    dout, dfin = _upstream(cell, p, out)
+    g = cell.backward(cache, dout, dfin, truncate=truncate)
+    pad = np.arange(T)[:, None] >= lengths[None, :]
+    r_out, r_fin, r_g = cell.ref_with_lengths(p, lengths, np.where(pad[..., None], 0, dout), dfin,
+                                              truncate)
+    assert not np.any(out[pad])
+    assert_close(out, r_out, dtype, what="out")
+    for n in fin:
+        assert_close(fin[n], r_fin[n], dtype, what=n)
+    for n in cell.params:
+        if r_g[n] is not None:
+            assert_close(g[n], r_g[n], dtype, scale=10, what=n)
+
+
+@pytest.mark.parametrize("name", ["rnn_identity", "lstm", "gru"])
+def test_padding_values_never_reach_results(name):
+    # NaN and inf in the padding of x and dout change nothing
+    cell = CELLS[name]
+    p = cell.make(6, 4, 3, 5)
+    lengths = np.array([6, 2, 4, 1])
+    out, fin, cache = cell.forward(p, lengths=lengths)
+    dout, dfin = _upstream(cell, p, out)
+    g = cell.backward(cache, dout, dfin, truncate=2)
+    pad = np.arange(6)[:, None] >= lengths[None, :]
+    q = dict(p, x=p["x"].copy())
+    q["x"][pad] = np.nan
+    q["x"][pad & (np.arange(4)[None, :] == 2)] = np.inf
+    dout2 = dout.copy()
+    dout2[pad] = np.nan
+    out2, fin2, cache2 = cell.forward(q, lengths=lengths)
+    g2 = cell.backward(cache2, dout2, dfin, truncate=2)
+    assert np.array_equal(out, out2)
+    for n in cell.params:
+        assert np.array_equal(g[n][~pad] if n == "x" else g[n], g2[n][~pad] if n == "x" else g2[n]), n
+
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
+def test_lengths_all_T_equal_no_lengths(name):
+    cell = CELLS[name]
+    p = cell.make(5, 6, 3, 4)
+    out, fin, cache = cell.forward(p)
+    out2, fin2, cache2 = cell.forward(p, lengths=np.full(6, 5))
+    dout, dfin = _upstream(cell, p, out)
+    assert np.array_equal(out, out2)
+    g, g2 = cell.backward(cache, dout, dfin, 2), cell.backward(cache2, dout, dfin, 2)
+    for n in cell.params:
+        assert np.array_equal(g[n], g2[n])

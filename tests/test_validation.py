@@ -314,3 +314,19 @@ def test_huge_preactivations_saturate_without_overflow(name, dtype):
     if not cell.proj:
         lo = 0.0 if cell.nonlinearity == "sigmoid" else -1.0
         assert out.min() >= lo and out.max() <= 1.0
+
+
+@pytest.mark.parametrize("lengths, exc, words", [
+    (np.array([3, 4]), ValueError, ["lengths", "(B,) = (3,)", "(2,)"]),
+    (np.array([0, 4, 4]), ValueError, ["lengths", "1..T = 1..4", "0"]),
+    (np.array([5, 4, 4]), ValueError, ["lengths", "1..T = 1..4", "5"]),
+    (np.array([1.0, 2.0, 3.0]), TypeError, ["lengths", "integers", "float64"]),
+    ([[1, 2, 3]], ValueError, ["lengths", "(1, 3)"]),
+])
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
+def test_bad_lengths(name, lengths, exc, words):
+    cell = CELLS[name]
+    with pytest.raises(exc) as e:
+        cell.forward(cell.make(4, 3, 2, 5), lengths=lengths)
+    for w in words:
+        assert w in str(e.value), (w, str(e.value))

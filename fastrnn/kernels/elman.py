@@ -29,7 +29,8 @@ from numba import prange
 
 from .._config import jit, jit_parallel
 from .activations import activate, activation_backward
-from .linalg import BLAS_MIN_ROWS, add_rows, copy_rows, matmul, sum_windows, transpose
+from .linalg import (BLAS_MIN_ROWS, add_into, copy_into, copy_rows, matmul, sum_windows,
+                     transpose, window_entries, zero)
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 
 # --------------------------------------------------------------------------------------
@@ -47,7 +48,7 @@ def elman_project(out, x, w_ih):
 
 
 @jit
-def _forward_chunk(out, h_n, h0, w_hh_t, b, r0, r1, act):
+def _forward_chunk(out, h_n, h0, w_hh_t, b, lengths, r0, r1, act):
     # rows r0:r1 through all T steps; out[t] holds W_ih x_t on entry
     T = out.shape[0]
     H = out.shape[2]
@@ -57,25 +58,30 @@ def _forward_chunk(out, h_n, h0, w_hh_t, b, r0, r1, act):
         matmul(a, h_prev, w_hh_t, True)  # a_t = W_ih x_t + W_hh h_{t-1} ...
         for r in range(r1 - r0):
             ar = a[r]
+            if t >= lengths[r0 + r]:  # padding: no output, the state stays at its last step
+                zero(ar)
+                continue
             for j in range(H):
                 ar[j] += b[j]  # ... + b_ih + b_hh
             activate(ar, act)  # h_t = act(a_t)
-    copy_rows(h_n[r0:r1], out[T - 1, r0:r1])
+    for r in range(r0, r1):
+        copy_into(h_n[r], out[lengths[r] - 1, r])
 
 
 @jit_parallel
-def elman_recurrence(out, h_n, h0, w_hh, b, act):
+def elman_recurrence(out, h_n, h0, w_hh, b, act, lengths):
     """Run the recurrence in place: ``out[t] = act(out[t] + W_hh h_{t-1} + b)``.
 
     out (T, B, H) holds the input projection on entry and h_t on exit; h_n (B, H)
-    written (= out[T-1]); h0 (B, H); w_hh (H, H); b (H,) = b_ih + b_hh; act code.
+    written (each row's state at its last step); h0 (B, H); w_hh (H, H);
+    b (H,) = b_ih + b_hh; act code; lengths (B,) int64 in 1..T: row r's steps from
+    lengths[r] on are padding (output 0).
     """
     B = out.shape[1]
     w_hh_t = transpose(w_hh)  # (H_in, H_out): contiguous rows for matmul
     size = batch_chunk(B, out.shape[2], BLAS_MIN_ROWS)
-    nc = n_chunks(B, size)
-    for c in prange(nc):
-        _forward_chunk(out, h_n, h0, w_hh_t, b, c * size, min(B, (c + 1) * size), act)
+    for c in prange(n_chunks(B, size)):
+        _forward_chunk(out, h_n, h0, w_hh_t, b, lengths, c * size, min(B, (c + 1) * size), act)
 
 
 @jit
@@ -98,7 +104,7 @@ def elman_forward(out, h_n, x, h0, w_ih, w_hh, b, act):
         Activation code.
     """
     elman_project(out, x, w_ih)
-    elman_recurrence(out, h_n, h0, w_hh, b, act)
+    elman_recurrence(out, h_n, h0, w_hh, b, act, np.full(x.shape[1], x.shape[0], np.int64))
 
 
 # --------------------------------------------------------------------------------------
@@ -106,17 +112,20 @@ def elman_forward(out, h_n, x, h0, w_ih, w_hh, b, act):
 
 
 @jit
-def _backward_chunk(da, dh0, dout, dh_n, out, w_hh, r0, r1, act):
+def _backward_chunk(da, dh0, dout, dh_n, out, w_hh, lengths, r0, r1, act):
     T = out.shape[0]
-    dh = np.empty((r1 - r0, out.shape[2]), out.dtype)  # dL/dh_t arriving from later steps
-    copy_rows(dh, dh_n[r0:r1])
+    dh = np.zeros((r1 - r0, out.shape[2]), out.dtype)  # dL/dh_t arriving from later steps
     for t in range(T - 1, -1, -1):
-        # h_t = act(a_t)  ->  da_t = (dout_t + dh_t) * act'(h_t)
         for r in range(r1 - r0):
+            L = lengths[r0 + r]
+            if t >= L:  # padding
+                zero(da[t, r0 + r])
+                continue
             dhr = dh[r]
-            dor = dout[t, r0 + r]
-            for j in range(dhr.shape[0]):
-                dhr[j] += dor[j]
+            add_into(dhr, dout[t, r0 + r])
+            if t == L - 1:
+                add_into(dhr, dh_n[r0 + r])  # h_n is the state at the row's last step
+            # h_t = act(a_t)  ->  da_t = (dout_t + dh_t) * act'(h_t)
             activation_backward(da[t, r0 + r], dhr, out[t, r0 + r], act)
         # a_t = ... + W_hh h_{t-1}  ->  dh_{t-1} = da_t W_hh
         matmul(dh, da[t, r0:r1], w_hh, False)
@@ -124,17 +133,18 @@ def _backward_chunk(da, dh0, dout, dh_n, out, w_hh, r0, r1, act):
 
 
 @jit_parallel
-def elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh, act):
+def elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh, act, lengths):
     """Backward through the recurrence (full BPTT).
 
     da (T, B, H) written: dL/da_t; dh0 (B, H) written; dout (T, B, H); dh_n (B, H)
-    (zeros for none); out (T, B, H) from the forward; w_hh (H, H); act code.
+    (zeros for none); out (T, B, H) from the forward; w_hh (H, H); act code;
+    lengths (B,) as in the forward.
     """
     B = out.shape[1]
     size = batch_chunk(B, out.shape[2], BLAS_MIN_ROWS)
-    nc = n_chunks(B, size)
-    for c in prange(nc):
-        _backward_chunk(da, dh0, dout, dh_n, out, w_hh, c * size, min(B, (c + 1) * size), act)
+    for c in prange(n_chunks(B, size)):
+        _backward_chunk(da, dh0, dout, dh_n, out, w_hh, lengths, c * size,
+                        min(B, (c + 1) * size), act)
 
 
 @jit
@@ -160,57 +170,76 @@ def elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out):
 # --------------------------------------------------------------------------------------
 # backward: truncated BPTT(k)
 #
-# The gradient entering at step t (dout_t, plus dh_n at t = T-1) flows back through
-# steps t, t-1, ..., t-k+1 only. At step s the live windows are those that entered at
-# t = s..s+k-1; the window of age a = t - s carries g_a = dL_t/dh_s. The live windows
-# are stacked in one (k, rows, H) array, so a step's recurrent product is one
+# The gradient entering at step t (dout_t, plus dh_n at the row's last step) flows back
+# through steps t, t-1, ..., t-k+1 only. At step s the live windows are those that
+# entered at t = s..s+k-1; the window of age a = t - s carries g_a = dL_t/dh_s. The live
+# windows are stacked in one (k, rows, H) array, so a step's recurrent product is one
 # (ages*rows, H) x (H, H) product instead of k separate passes: O(T k) work in all.
+#
+# Stacks: a gradient reaching a lower layer at step s from the window that entered
+# the top at t has already used t - s steps. So ``dout`` carries an age axis,
+# dout[s, a] entering the window of age a, and the per-window pre-activation
+# gradients can be written out by age (``da_ages``) to make the next layer's input.
 
 
 @jit
-def _truncated_chunk(da, dh0, dout, dh_n, out, w_hh, r0, r1, act, k):
+def _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh, lengths, r0, r1, act, k):
     T = out.shape[0]
     R = r1 - r0
     H = out.shape[2]
     g = np.empty((2, k, R, H), out.dtype)  # windows by age; g[p] at step s, g[1-p] at s-1
     p = 0
-    add_rows(g[p, 0], dout[T - 1, r0:r1], dh_n[r0:r1])  # dh_n enters with the last step's window
-    n_live = 1
+    n_prop = 0
     for t in range(T - 1, -1, -1):
         gs = g[p]
-        # h_t = act(a_t)  ->  e_a = g_a * act'(h_t) per live window;  da_t = sum_a e_a
+        n_live = window_entries(gs, dout, t, r0, r1, n_prop)
         for r in range(R):
-            h = out[t, r0 + r]
-            for age in range(n_live):
-                activation_backward(gs[age, r], gs[age, r], h, act)
-            sum_windows(da[t, r0 + r], gs[:, r], n_live)
+            L = lengths[r0 + r]
+            if t >= L:  # padding: no window carries anything here
+                for age in range(n_live):
+                    zero(gs[age, r])
+                zero(da[t, r0 + r])
+            else:
+                if t == L - 1:
+                    add_into(gs[0, r], dh_n[r0 + r])  # dh_n enters with the last step's window
+                # h_t = act(a_t)  ->  e_a = g_a * act'(h_t) per live window;  da_t = sum_a e_a
+                h = out[t, r0 + r]
+                for age in range(n_live):
+                    activation_backward(gs[age, r], gs[age, r], h, act)
+                sum_windows(da[t, r0 + r], gs[:, r], n_live)
+            if da_ages.shape[0] > 0:
+                for age in range(da_ages.shape[1]):
+                    if age < n_live:
+                        copy_into(da_ages[t, age, r0 + r], gs[age, r])
+                    else:
+                        zero(da_ages[t, age, r0 + r])
         if t == 0:
             # every live window reaches h0 within its k steps: dh0 = sum_a e_a W_hh
             matmul(dh0[r0:r1], da[0, r0:r1], w_hh, False)
             break
         # a_t = ... + W_hh h_{t-1}  ->  g_{a+1}(t-1) = e_a(t) W_hh;  age k-1 expires here
         n_prop = min(n_live, k - 1)
-        gn = g[1 - p]
         if n_prop > 0:
-            matmul(gn[1 : n_prop + 1].reshape(n_prop * R, H), gs[:n_prop].reshape(n_prop * R, H),
-                   w_hh, False)
-        copy_rows(gn[0], dout[t - 1, r0:r1])
-        n_live = n_prop + 1
+            matmul(g[1 - p, 1 : n_prop + 1].reshape(n_prop * R, H),
+                   gs[:n_prop].reshape(n_prop * R, H), w_hh, False)
         p = 1 - p
 
 
 @jit_parallel
-def elman_truncated_recurrence(da, dh0, dout, dh_n, out, w_hh, act, k):
+def elman_truncated_recurrence(da, da_ages, dh0, dout, dh_n, out, w_hh, act, k, lengths):
     """Backward through the recurrence with truncation to ``k`` steps (1 <= k < T).
 
-    Same arguments as ``elman_backward_recurrence`` plus ``k``. For k >= T the result
-    is full BPTT: call ``elman_backward_recurrence`` then, which is cheaper.
+    As ``elman_backward_recurrence``, except: dout (T, A, B, H), 1 <= A <= k, is the
+    gradient entering at each step by age (A = 1: all of it enters fresh); da_ages
+    (T, k, B, H) is written with the per-window dL/da_t by age (for the layer below
+    in a stack), or pass a (0, k, B, H) array. For k >= T the result is full BPTT:
+    call ``elman_backward_recurrence`` then, which is cheaper.
     """
     B = out.shape[1]
     size = batch_chunk(B, out.shape[2], BLAS_MIN_ROWS)
-    nc = n_chunks(B, size)
-    for c in prange(nc):
-        _truncated_chunk(da, dh0, dout, dh_n, out, w_hh, c * size, min(B, (c + 1) * size), act, k)
+    for c in prange(n_chunks(B, size)):
+        _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh, lengths, c * size,
+                         min(B, (c + 1) * size), act, k)
 
 
 @jit
@@ -237,10 +266,13 @@ def elman_backward(dx, dh0, dw_ih, dw_hh, db, dout, dh_n, x, h0, w_ih, w_hh, out
     k : int
         Truncation window; ``k <= 0`` or ``k >= T`` means full BPTT.
     """
-    T = x.shape[0]
+    T, B, _ = x.shape
     da = np.empty_like(out)  # dL/da_t for every step
+    lengths = np.full(B, T, np.int64)
     if k <= 0 or k >= T:
-        elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh, act)
+        elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh, act, lengths)
     else:
-        elman_truncated_recurrence(da, dh0, dout, dh_n, out, w_hh, act, k)
+        H = out.shape[2]
+        elman_truncated_recurrence(da, np.empty((0, k, B, H), out.dtype), dh0,
+                                   dout.reshape(T, 1, B, H), dh_n, out, w_hh, act, k, lengths)
     elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out)

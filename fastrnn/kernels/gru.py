@@ -19,7 +19,8 @@ from numba import prange
 
 from .._config import jit, jit_parallel
 from .activations import sigmoid, tanh
-from .linalg import BLAS_MIN_ROWS, copy_rows, matmul, sum_windows, transpose
+from .linalg import (BLAS_MIN_ROWS, add_into, copy_into, copy_rows, matmul, sum_windows,
+                     transpose, window_entries, zero)
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 
 # --------------------------------------------------------------------------------------
@@ -52,7 +53,7 @@ def _cell_forward(h, ghn, a, gh, h_prev, b_ih, H, keep):
 
 
 @jit
-def _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, r0, r1):
+def _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, lengths, r0, r1):
     T = out.shape[0]
     H = out.shape[2]
     R = r1 - r0
@@ -61,29 +62,32 @@ def _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, r0, r1):
     for t in range(T):
         h_prev = h0[r0:r1] if t == 0 else out[t - 1, r0:r1]
         for r in range(R):
-            ghr = gh[r]
-            for j in range(3 * H):
-                ghr[j] = b_hh[j]
+            copy_into(gh[r], b_hh)
         matmul(gh, h_prev, w_hh_t, True)  # gh_t = W_hh h_{t-1} + b_hh
         for r in range(R):
+            if t >= lengths[r0 + r]:  # padding: output 0, the state stays
+                zero(out[t, r0 + r])
+                continue
             _cell_forward(out[t, r0 + r], ghn[t, r0 + r] if keep else gh[r], gates[t, r0 + r],
                           gh[r], h_prev[r], b_ih, H, keep)
-    copy_rows(h_n[r0:r1], out[T - 1, r0:r1])
+    for r in range(r0, r1):
+        copy_into(h_n[r], out[lengths[r] - 1, r])
 
 
 @jit_parallel
-def gru_recurrence(out, h_n, gates, ghn, h0, w_hh, b_ih, b_hh):
+def gru_recurrence(out, h_n, gates, ghn, h0, w_hh, b_ih, b_hh, lengths):
     """Run the recurrence.
 
-    out (T, B, H), h_n (B, H) written; gates (T, B, 3H) projection in, r, z, n out;
-    ghn (T, B, H) written (or (0, B, H) to keep nothing); h0 (B, H); w_hh (3H, H);
-    b_ih, b_hh (3H,).
+    out (T, B, H), h_n (B, H) written (h_n: each row's state at its last step); gates
+    (T, B, 3H) projection in, r, z, n out; ghn (T, B, H) written (or (0, B, H) to keep
+    nothing); h0 (B, H); w_hh (3H, H); b_ih, b_hh (3H,); lengths (B,) int64 in 1..T
+    (steps from lengths[r] on are padding: output 0).
     """
     B = out.shape[1]
     w_hh_t = transpose(w_hh)
     size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
     for c in prange(n_chunks(B, size)):
-        _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, c * size,
+        _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, lengths, c * size,
                        min(B, (c + 1) * size))
 
 
@@ -91,7 +95,8 @@ def gru_recurrence(out, h_n, gates, ghn, h0, w_hh, b_ih, b_hh):
 def gru_forward(out, h_n, gates, ghn, x, h0, w_ih, w_hh, b_ih, b_hh):
     """Whole forward pass (T >= 1): ``gru_project`` then ``gru_recurrence``."""
     gru_project(gates, x, w_ih)
-    gru_recurrence(out, h_n, gates, ghn, h0, w_hh, b_ih, b_hh)
+    gru_recurrence(out, h_n, gates, ghn, h0, w_hh, b_ih, b_hh,
+                   np.full(x.shape[1], x.shape[0], np.int64))
 
 
 # --------------------------------------------------------------------------------------
@@ -121,18 +126,23 @@ def _cell_backward(dgi, dgh, dh_prev, dh, a, ghn, h_prev, H):
 
 
 @jit
-def _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, r0, r1):
+def _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths, r0, r1):
     T = out.shape[0]
     H = out.shape[2]
     R = r1 - r0
-    dh = np.empty((R, H), dgi.dtype)  # dL/dh_t from later steps
-    copy_rows(dh, dh_n[r0:r1])
+    dh = np.zeros((R, H), dgi.dtype)  # dL/dh_t from later steps
     for t in range(T - 1, -1, -1):
         for r in range(R):
+            L = lengths[r0 + r]
             dhr = dh[r]
-            dor = dout[t, r0 + r]
-            for j in range(H):
-                dhr[j] += dor[j]
+            if t >= L:  # padding
+                zero(dgi[t, r0 + r])
+                zero(dgh[t, r0 + r])
+                zero(dhr)
+                continue
+            add_into(dhr, dout[t, r0 + r])
+            if t == L - 1:
+                add_into(dhr, dh_n[r0 + r])  # h_n is the state at the row's last step
             h_prev = h0[r0 + r] if t == 0 else out[t - 1, r0 + r]
             _cell_backward(dgi[t, r0 + r], dgh[t, r0 + r], dhr, dhr, gates[t, r0 + r],
                            ghn[t, r0 + r], h_prev, H)
@@ -142,26 +152,28 @@ def _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, r0, r1
 
 
 @jit_parallel
-def gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh):
+def gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths):
     """Backward through the recurrence (full BPTT).
 
     dgi, dgh (T, B, 3H) written: gradients of W_ih x_t + b_ih and of W_hh h_{t-1} + b_hh;
     dh0 (B, H) written; dout (T, B, H); dh_n (B, H); gates, ghn from the forward;
-    h0 (B, H); out (T, B, H); w_hh (3H, H).
+    h0 (B, H); out (T, B, H); w_hh (3H, H); lengths (B,) as in the forward.
     """
     B = out.shape[1]
     size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
     for c in prange(n_chunks(B, size)):
-        _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, c * size,
+        _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths, c * size,
                         min(B, (c + 1) * size))
 
 
 # Truncated BPTT(k): as in elman.py, the live windows (entered at steps t..t+k-1) are
-# stacked by age and propagated together.
+# stacked by age and propagated together; dout (T, A, B, H) enters by age and the
+# per-window input-side gate gradients can be written out by age (dgi_ages), for stacks.
 
 
 @jit
-def _truncated_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, r0, r1, k):
+def _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths,
+                     r0, r1, k):
     T = out.shape[0]
     H = out.shape[2]
     R = r1 - r0
@@ -169,19 +181,32 @@ def _truncated_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, r0, r
     wi = np.empty((k, R, 3 * H), dgi.dtype)  # per-window gradients of gi
     wh = np.empty((k, R, 3 * H), dgi.dtype)  # per-window gradients of gh
     p = 0
-    for r in range(R):  # dh_n enters with the last step's window
-        g = gh[p, 0, r]
-        for j in range(H):
-            g[j] = dout[T - 1, r0 + r, j] + dh_n[r0 + r, j]
-    n_live = 1
+    n_prop = 0
     for t in range(T - 1, -1, -1):
+        hs = gh[p]
+        n_live = window_entries(hs, dout, t, r0, r1, n_prop)
         for r in range(R):
-            h_prev = h0[r0 + r] if t == 0 else out[t - 1, r0 + r]
-            for age in range(n_live):
-                _cell_backward(wi[age, r], wh[age, r], gh[1 - p, age + 1, r], gh[p, age, r],
-                               gates[t, r0 + r], ghn[t, r0 + r], h_prev, H)
+            L = lengths[r0 + r]
+            if t >= L:  # padding: nothing flows here
+                for a in range(n_live):
+                    zero(wi[a, r])
+                    zero(wh[a, r])
+                    zero(gh[1 - p, a + 1, r])
+            else:
+                if t == L - 1:
+                    add_into(hs[0, r], dh_n[r0 + r])  # dh_n enters with the row's last step
+                h_prev = h0[r0 + r] if t == 0 else out[t - 1, r0 + r]
+                for a in range(n_live):
+                    _cell_backward(wi[a, r], wh[a, r], gh[1 - p, a + 1, r], hs[a, r],
+                                   gates[t, r0 + r], ghn[t, r0 + r], h_prev, H)
             sum_windows(dgi[t, r0 + r], wi[:, r], n_live)
             sum_windows(dgh[t, r0 + r], wh[:, r], n_live)
+            if dgi_ages.shape[0] > 0:
+                for a in range(dgi_ages.shape[1]):
+                    if a < n_live:
+                        copy_into(dgi_ages[t, a, r0 + r], wi[a, r])
+                    else:
+                        zero(dgi_ages[t, a, r0 + r])
         if t == 0:
             # every live window reaches h0: dh0 = sum_a dh_a z + dgh_0 W_hh
             for r in range(R):
@@ -192,19 +217,20 @@ def _truncated_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, r0, r
         if n_prop > 0:
             matmul(gh[1 - p, 1 : n_prop + 1].reshape(n_prop * R, H),
                    wh[:n_prop].reshape(n_prop * R, 3 * H), w_hh, True)
-        copy_rows(gh[1 - p, 0], dout[t - 1, r0:r1])
-        n_live = n_prop + 1
         p = 1 - p
 
 
 @jit_parallel
-def gru_truncated_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, k):
-    """``gru_backward_recurrence`` truncated to windows of ``k`` steps (1 <= k < T)."""
+def gru_truncated_recurrence(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, k,
+                             lengths):
+    """``gru_backward_recurrence`` truncated to windows of ``k`` steps (1 <= k < T), with
+    dout (T, A, B, H) entering by age (1 <= A <= k) and the per-window gradients of gi
+    written to dgi_ages (T, k, B, 3H) by age, or pass a (0, k, B, 3H) array."""
     B = out.shape[1]
     size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
     for c in prange(n_chunks(B, size)):
-        _truncated_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, c * size,
-                         min(B, (c + 1) * size), k)
+        _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths,
+                         c * size, min(B, (c + 1) * size), k)
 
 
 @jit
@@ -227,11 +253,15 @@ def gru_backward(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dout, dh_n, x, h0, w_ih, w
     """Whole backward pass: the gradient of ``sum(out * dout) + sum(h_n * dh_n)``;
     ``k <= 0`` or ``k >= T``: full BPTT, else truncated to k steps. ``gates`` and
     ``ghn`` as left by ``gru_forward`` (ghn with T rows)."""
-    T = x.shape[0]
+    T, B, _ = x.shape
+    H = out.shape[2]
     dgi = np.empty_like(gates)
     dgh = np.empty_like(gates)
+    lengths = np.full(B, T, np.int64)
     if k <= 0 or k >= T:
-        gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh)
+        gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths)
     else:
-        gru_truncated_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, k)
+        gru_truncated_recurrence(dgi, np.empty((0, k, B, 3 * H), out.dtype), dgh, dh0,
+                                 dout.reshape(T, 1, B, H), dh_n, gates, ghn, h0, out, w_hh, k,
+                                 lengths)
     gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, w_ih, out)

@@ -114,3 +114,39 @@ def sum_windows(dst, win, n):
         w = win[a]
         for j in range(dst.shape[0]):
             dst[j] += w[j]
+
+
+@jit
+def zero(row):
+    """``row[:] = 0`` for a 1-D array."""
+    z = row.dtype.type(0.0)
+    for j in range(row.shape[0]):
+        row[j] = z
+
+
+@jit
+def add_into(dst, src):
+    """``dst += src`` for 1-D arrays of the same length."""
+    for j in range(dst.shape[0]):
+        dst[j] += src[j]
+
+
+@jit
+def copy_into(dst, src):
+    """``dst[:] = src`` for 1-D arrays of the same length."""
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
+
+
+@jit
+def window_entries(gs, dout, t, r0, r1, n_prop):
+    """Truncated BPTT: the gradients entering at step t, ``dout[t, a]`` for rows r0:r1,
+    join the live windows by age a (gs (k, R, N)): age 0 is new, ages 1..n_prop were
+    propagated from step t+1, older ones start here. Returns the number of live ages."""
+    for a in range(dout.shape[1]):
+        for r in range(r1 - r0):
+            if a == 0 or a > n_prop:
+                copy_into(gs[a, r], dout[t, a, r0 + r])
+            else:
+                add_into(gs[a, r], dout[t, a, r0 + r])
+    return max(n_prop + 1, dout.shape[1])

@@ -22,7 +22,8 @@ from numba import prange
 
 from .._config import jit, jit_parallel
 from .activations import sigmoid, tanh
-from .linalg import BLAS_MIN_ROWS, add_rows, copy_rows, matmul, sum_windows, transpose
+from .linalg import (BLAS_MIN_ROWS, add_into, copy_into, copy_rows, matmul, sum_windows,
+                     transpose, window_entries, zero)
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 
 # --------------------------------------------------------------------------------------
@@ -60,7 +61,7 @@ def _cell_forward(m, c, a, b, H):
 
 
 @jit
-def _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, r0, r1):
+def _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths, r0, r1):
     T = out.shape[0]
     H = c0.shape[1]
     R = r1 - r0
@@ -73,29 +74,36 @@ def _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, r0, r1):
         a = gates[t, r0:r1]
         matmul(a, h_prev, w_hh_t, True)  # a_t = W_ih x_t + W_hh h_{t-1} (+ b below)
         for r in range(R):
-            _cell_forward(m[r] if proj else out[t, r0 + r], c[r], a[r], b, H)
+            m_r = m[r] if proj else out[t, r0 + r]
+            if t >= lengths[r0 + r]:  # padding: output 0, the state stays
+                zero(m_r)
+            else:
+                _cell_forward(m_r, c[r], a[r], b, H)
+            if cs.shape[0] > 0:
+                copy_into(cs[t, r0 + r], c[r])
         if proj:
             matmul(out[t, r0:r1], m, w_hr_t, False)  # h_t = W_hr m_t
-        if cs.shape[0] > 0:
-            copy_rows(cs[t, r0:r1], c)
-    copy_rows(h_n[r0:r1], out[T - 1, r0:r1])
+    for r in range(r0, r1):
+        copy_into(h_n[r], out[lengths[r] - 1, r])
     copy_rows(c_n[r0:r1], c)
 
 
 @jit_parallel
-def lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh, b, w_hr):
+def lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh, b, w_hr, lengths):
     """Run the recurrence.
 
-    out (T, B, P), h_n (B, P), c_n (B, H) written; gates (T, B, 4H) projection in,
-    activations out; cs (T, B, H) written (or (0, B, H) to keep no history);
-    h0 (B, P); c0 (B, H); w_hh (4H, P); b (4H,); w_hr (P, H) or (0, 0).
+    out (T, B, P), h_n (B, P), c_n (B, H) written (final states at each row's last
+    step); gates (T, B, 4H) projection in, activations out; cs (T, B, H) written (or
+    (0, B, H) to keep no history); h0 (B, P); c0 (B, H); w_hh (4H, P); b (4H,);
+    w_hr (P, H) or (0, 0); lengths (B,) int64 in 1..T (steps from lengths[r] on are
+    padding: output 0).
     """
     B = out.shape[1]
     w_hh_t = transpose(w_hh)
     w_hr_t = transpose(w_hr)
     size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
     for c in prange(n_chunks(B, size)):
-        _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, c * size,
+        _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths, c * size,
                        min(B, (c + 1) * size))
 
 
@@ -103,7 +111,8 @@ def lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh, b, w_hr):
 def lstm_forward(out, h_n, c_n, gates, cs, x, h0, c0, w_ih, w_hh, b, w_hr):
     """Whole forward pass (T >= 1): ``lstm_project`` then ``lstm_recurrence``."""
     lstm_project(gates, x, w_ih)
-    lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh, b, w_hr)
+    lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh, b, w_hr,
+                    np.full(x.shape[1], x.shape[0], np.int64))
 
 
 # --------------------------------------------------------------------------------------
@@ -139,28 +148,34 @@ def _m_row(m, a, c, H):
 
 @jit
 def _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh, w_hr,
-                    r0, r1):
+                    lengths, r0, r1):
     T = gates.shape[0]
     H = cs.shape[2]
     R = r1 - r0
     proj = w_hr.shape[0] > 0
-    dh = np.empty((R, dh_n.shape[1]), da.dtype)  # dL/dh_t from later steps
-    copy_rows(dh, dh_n[r0:r1])
-    dc = np.empty((R, H), da.dtype)  # dL/dc_t from later steps
-    copy_rows(dc, dc_n[r0:r1])
+    dh = np.zeros((R, dh_n.shape[1]), da.dtype)  # dL/dh_t from later steps
+    dc = np.zeros((R, H), da.dtype)  # dL/dc_t from later steps
     dm = np.empty((R, H), da.dtype) if proj else dh
     for t in range(T - 1, -1, -1):
         for r in range(R):
-            dhr = dh[r]
-            dor = dout[t, r0 + r]
-            for j in range(dhr.shape[0]):
-                dhr[j] += dor[j]
+            L = lengths[r0 + r]
+            if t < L:
+                add_into(dh[r], dout[t, r0 + r])
+            if t == L - 1:  # the final states are those of the row's last step
+                add_into(dh[r], dh_n[r0 + r])
+                add_into(dc[r], dc_n[r0 + r])
         if proj:  # h_t = W_hr m_t  ->  dm_t = dh_t W_hr;  dW_hr needs dh_t and m_t
             copy_rows(dhs[t, r0:r1], dh)
             matmul(dm, dh, w_hr, False)
             for r in range(R):
-                _m_row(ms[t, r0 + r], gates[t, r0 + r], cs[t, r0 + r], H)
+                if t < lengths[r0 + r]:
+                    _m_row(ms[t, r0 + r], gates[t, r0 + r], cs[t, r0 + r], H)
+                else:
+                    zero(ms[t, r0 + r])
         for r in range(R):
+            if t >= lengths[r0 + r]:  # padding (dh, dc of the row are still zero)
+                zero(da[t, r0 + r])
+                continue
             c_prev = c0[r0 + r] if t == 0 else cs[t - 1, r0 + r]
             _cell_backward(da[t, r0 + r], dc[r], dm[r], dc[r], gates[t, r0 + r],
                            cs[t, r0 + r], c_prev, H)
@@ -172,28 +187,30 @@ def _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh
 
 @jit_parallel
 def lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
-                             w_hr):
+                             w_hr, lengths):
     """Backward through the recurrence (full BPTT).
 
     da (T, B, 4H) written: dL/da_t; with projections dhs (T, B, P) and ms (T, B, H)
     written (dL/dh_t and m_t, for dW_hr; else 0-row arrays); dh0 (B, P), dc0 (B, H)
     written; dout (T, B, P); dh_n (B, P); dc_n (B, H); gates, cs from the forward;
-    c0 (B, H); w_hh (4H, P); w_hr (P, H) or (0, 0).
+    c0 (B, H); w_hh (4H, P); w_hr (P, H) or (0, 0); lengths (B,) as in the forward.
     """
     B = gates.shape[1]
     size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
     for c in prange(n_chunks(B, size)):
         _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh, w_hr,
-                        c * size, min(B, (c + 1) * size))
+                        lengths, c * size, min(B, (c + 1) * size))
 
 
 # Truncated BPTT(k): as in elman.py, the live windows (entered at steps t..t+k-1) are
 # stacked by age; each carries dL/dh and dL/dc, and both stop at the window's start.
+# dout (T, A, B, P) enters by age, and the per-window gate gradients can be written
+# out by age (da_ages), for stacks.
 
 
 @jit
-def _truncated_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh, w_hr,
-                     r0, r1, k):
+def _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
+                     w_hr, lengths, r0, r1, k):
     T = gates.shape[0]
     H = cs.shape[2]
     G = gates.shape[2]
@@ -205,24 +222,49 @@ def _truncated_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_h
     ga = np.empty((k, R, G), da.dtype)  # gate gradients per window
     dm = np.empty((k if proj else 0, R, H), da.dtype)  # dL/dm per window
     p = 0
-    add_rows(gh[p, 0], dout[T - 1, r0:r1], dh_n[r0:r1])  # dh_n, dc_n enter with step T-1
-    copy_rows(gc[p, 0], dc_n[r0:r1])
-    n_live = 1
+    n_prop = 0
     for t in range(T - 1, -1, -1):
         hs = gh[p]
+        n_live = window_entries(hs, dout, t, r0, r1, n_prop)
+        for a in range(n_prop + 1, n_live):  # windows entering here carry no dL/dc yet
+            for r in range(R):
+                zero(gc[p, a, r])
+        for r in range(R):
+            zero(gc[p, 0, r])
+            L = lengths[r0 + r]
+            if t == L - 1:  # dh_n, dc_n enter with the row's last step
+                add_into(hs[0, r], dh_n[r0 + r])
+                add_into(gc[p, 0, r], dc_n[r0 + r])
+            elif t >= L:  # padding: no window carries anything here
+                for a in range(n_live):
+                    zero(hs[a, r])
         if proj:  # h_t = W_hr m_t
             matmul(dm[:n_live].reshape(n_live * R, H), hs[:n_live].reshape(n_live * R, P),
                    w_hr, False)
             for r in range(R):
-                _m_row(ms[t, r0 + r], gates[t, r0 + r], cs[t, r0 + r], H)
                 sum_windows(dhs[t, r0 + r], hs[:, r], n_live)  # the total dL/dh_t, for dW_hr
+                if t < lengths[r0 + r]:
+                    _m_row(ms[t, r0 + r], gates[t, r0 + r], cs[t, r0 + r], H)
+                else:
+                    zero(ms[t, r0 + r])
         for r in range(R):
-            c_prev = c0[r0 + r] if t == 0 else cs[t - 1, r0 + r]
-            for age in range(n_live):
-                _cell_backward(ga[age, r], gc[1 - p, age + 1, r],
-                               dm[age, r] if proj else hs[age, r], gc[p, age, r],
-                               gates[t, r0 + r], cs[t, r0 + r], c_prev, H)
+            if t >= lengths[r0 + r]:
+                for a in range(n_live):
+                    zero(ga[a, r])
+                    zero(gc[1 - p, a + 1, r])
+            else:
+                c_prev = c0[r0 + r] if t == 0 else cs[t - 1, r0 + r]
+                for a in range(n_live):
+                    _cell_backward(ga[a, r], gc[1 - p, a + 1, r],
+                                   dm[a, r] if proj else hs[a, r], gc[p, a, r],
+                                   gates[t, r0 + r], cs[t, r0 + r], c_prev, H)
             sum_windows(da[t, r0 + r], ga[:, r], n_live)
+            if da_ages.shape[0] > 0:
+                for a in range(da_ages.shape[1]):
+                    if a < n_live:
+                        copy_into(da_ages[t, a, r0 + r], ga[a, r])
+                    else:
+                        zero(da_ages[t, a, r0 + r])
         if t == 0:
             # every live window reaches h0 and c0 within its k steps
             matmul(dh0[r0:r1], da[0, r0:r1], w_hh, False)
@@ -233,25 +275,20 @@ def _truncated_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_h
         if n_prop > 0:
             matmul(gh[1 - p, 1 : n_prop + 1].reshape(n_prop * R, P),
                    ga[:n_prop].reshape(n_prop * R, G), w_hh, False)
-        copy_rows(gh[1 - p, 0], dout[t - 1, r0:r1])
-        zero = da.dtype.type(0.0)
-        for r in range(R):
-            gnew = gc[1 - p, 0, r]
-            for j in range(H):
-                gnew[j] = zero
-        n_live = n_prop + 1
         p = 1 - p
 
 
 @jit_parallel
-def lstm_truncated_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
-                              w_hr, k):
-    """``lstm_backward_recurrence`` truncated to windows of ``k`` steps (1 <= k < T)."""
+def lstm_truncated_recurrence(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0,
+                              w_hh, w_hr, k, lengths):
+    """``lstm_backward_recurrence`` truncated to windows of ``k`` steps (1 <= k < T),
+    with dout (T, A, B, P) entering by age (1 <= A <= k) and the per-window gate
+    gradients written to da_ages (T, k, B, 4H) by age, or pass a (0, k, B, 4H) array."""
     B = gates.shape[1]
     size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
     for c in prange(n_chunks(B, size)):
-        _truncated_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh, w_hr,
-                         c * size, min(B, (c + 1) * size), k)
+        _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
+                         w_hr, lengths, c * size, min(B, (c + 1) * size), k)
 
 
 @jit
@@ -282,15 +319,18 @@ def lstm_backward(dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dout, dh_n, dc_n, x, h0
     + sum(c_n * dc_n)``; ``k <= 0`` or ``k >= T``: full BPTT, else truncated to k steps.
     ``gates`` and ``cs`` as left by ``lstm_forward`` (cs with T rows)."""
     T, B, _ = x.shape
+    P = out.shape[2]
     proj = w_hr.shape[0] > 0
     da = np.empty_like(gates)
     n = T if proj else 0
-    dhs = np.empty((n, B, out.shape[2]), out.dtype)
+    dhs = np.empty((n, B, P), out.dtype)
     ms = np.empty((n, B, cs.shape[2]), out.dtype)
+    lengths = np.full(B, T, np.int64)
     if k <= 0 or k >= T:
         lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
-                                 w_hr)
+                                 w_hr, lengths)
     else:
-        lstm_truncated_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0,
-                                  w_hh, w_hr, k)
+        lstm_truncated_recurrence(da, np.empty((0, k, B, gates.shape[2]), out.dtype), dhs, ms,
+                                  dh0, dc0, dout.reshape(T, 1, B, P), dh_n, dc_n, gates, cs, c0,
+                                  w_hh, w_hr, k, lengths)
     lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, x, h0, w_ih, out)
