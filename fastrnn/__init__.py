@@ -15,11 +15,14 @@ from .functional import (ElmanCache, ElmanGrads, GRUCache, GRUGrads, LSTMCache, 
                          elman_backward, elman_forward, gru_backward, gru_forward,
                          lstm_backward, lstm_forward)
 
+from .layers import GRU, LSTM, RNN, LayerCache, LayerGrads
+
 __version__ = "0.1.0"
 
 __all__ = [
     "elman_forward", "elman_backward", "ElmanCache", "ElmanGrads",
     "lstm_forward", "lstm_backward", "LSTMCache", "LSTMGrads",
     "gru_forward", "gru_backward", "GRUCache", "GRUGrads",
+    "RNN", "LSTM", "GRU", "LayerCache", "LayerGrads",
     "__version__",
 ]

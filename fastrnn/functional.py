@@ -20,6 +20,7 @@ from ._blas_threads import single_threaded_blas
 from .kernels import elman as _elman
 from .kernels import gru as _gru
 from .kernels import lstm as _lstm
+from .kernels import parallel as _parallel
 from .kernels.activations import ACTIVATIONS
 
 __all__ = [
@@ -127,6 +128,19 @@ def _summed_bias(inp):
 def _no_ages(k, B, G, dtype):
     # the truncated kernels' per-age output, when nobody needs it
     return np.empty((0, k, B, G), dtype)
+
+
+def _sum_ages(dout):
+    # (T, A, B, P) by age -> (T, B, P): full BPTT does not care how old a gradient is
+    return dout[:, 0] if dout.shape[1] == 1 else np.ascontiguousarray(dout.sum(axis=1))
+
+
+def _ages_through(da_ages, w_ih):
+    # per-age gradient on the input x: da_ages (T, k, B, G) @ W_ih (G, I) -> (T, k, B, I)
+    T, k, B, G = da_ages.shape
+    dx = np.empty((T, k, B, w_ih.shape[1]), da_ages.dtype)
+    _parallel.par_matmul(dx.reshape(T * k * B, -1), da_ages.reshape(T * k * B, G), w_ih)
+    return dx
 
 
 def _check_grad_arg(fn, name, value, layout, shape, dtype):
@@ -285,12 +299,21 @@ def elman_backward(cache, dout, dh_n=None, truncate=None):
     """
     inp, dout, dh_n, _, k = _start_backward("elman_backward", cache, ElmanCache, dout, dh_n,
                                             truncate)
+    T, B, _, H, _ = inp.shape
+    return _elman_run_backward(cache, dout.reshape(T, 1, B, H), dh_n, k, False)[0]
+
+
+def _elman_run_backward(cache, dout, dh_n, k, want_ages):
+    """Backward from checked arguments, dout (T, A, B, H) by age; returns the gradients
+    and, with ``want_ages`` and truncation, dL/dx by age (T, k, B, I) for a stack."""
+    inp = cache.inputs
     T, B, I, H, _ = inp.shape
     dx = np.zeros((T, B, I), inp.dtype)
     dh0 = np.zeros((B, H), inp.dtype)
     dw_ih = np.zeros((H, I), inp.dtype)
     dw_hh = np.zeros((H, H), inp.dtype)
     db = np.zeros(H, inp.dtype)
+    dx_ages = None
     if T == 0:
         dh0[...] = dh_n  # h_n is h0
     elif B > 0:
@@ -298,16 +321,18 @@ def elman_backward(cache, dout, dh_n=None, truncate=None):
         da = np.empty((T, B, H), inp.dtype)
         with single_threaded_blas():
             if k is None or k >= T:
-                _elman.elman_backward_recurrence(da, dh0, dout, dh_n, cache.out, inp.w_hh, act,
-                                                 inp.lengths)
+                _elman.elman_backward_recurrence(da, dh0, _sum_ages(dout), dh_n, cache.out,
+                                                 inp.w_hh, act, inp.lengths)
             else:
-                _elman.elman_truncated_recurrence(da, _no_ages(k, B, H, inp.dtype), dh0,
-                                                  dout.reshape(T, 1, B, H), dh_n, cache.out,
+                da_ages = np.empty((T if want_ages else 0, k, B, H), inp.dtype)
+                _elman.elman_truncated_recurrence(da, da_ages, dh0, dout, dh_n, cache.out,
                                                   inp.w_hh, act, k, inp.lengths)
+                if want_ages:
+                    dx_ages = _ages_through(da_ages, inp.w_ih)
             _elman.elman_weight_grads(dx, dw_ih, dw_hh, db, da, inp.x, inp.h0, inp.w_ih, cache.out)
     has_bias = inp.b_ih is not None
     return ElmanGrads(dx, dh0, dw_ih, dw_hh, db if has_bias else None,
-                      db.copy() if has_bias else None)
+                      db.copy() if has_bias else None), dx_ages
 
 
 # --------------------------------------------------------------------------------------
@@ -446,6 +471,13 @@ def lstm_backward(cache, dout, dh_n=None, dc_n=None, truncate=None):
     """
     inp, dout, dh_n, dc_n, k = _start_backward("lstm_backward", cache, LSTMCache, dout, dh_n,
                                                truncate, dc_n, lstm=True)
+    T, B, _, _, P = inp.shape
+    return _lstm_run_backward(cache, dout.reshape(T, 1, B, P), dh_n, dc_n, k, False)[0]
+
+
+def _lstm_run_backward(cache, dout, dh_n, dc_n, k, want_ages):
+    """As ``_elman_run_backward``, for the LSTM."""
+    inp = cache.inputs
     T, B, I, H, P = inp.shape
     dx = np.zeros((T, B, I), inp.dtype)
     dh0 = np.zeros((B, P), inp.dtype)
@@ -455,6 +487,7 @@ def lstm_backward(cache, dout, dh_n=None, dc_n=None, truncate=None):
     db = np.zeros(4 * H, inp.dtype)
     w_hr = _no_projection(inp)
     dw_hr = np.zeros(w_hr.shape, inp.dtype)
+    dx_ages = None
     if T == 0:
         dh0[...] = dh_n
         dc0[...] = dc_n
@@ -466,16 +499,20 @@ def lstm_backward(cache, dout, dh_n=None, dc_n=None, truncate=None):
         rest = (dh_n, dc_n, cache.gates, cache.cs, inp.c0, inp.w_hh, w_hr)
         with single_threaded_blas():
             if k is None or k >= T:
-                _lstm.lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, *rest, inp.lengths)
+                _lstm.lstm_backward_recurrence(da, dhs, ms, dh0, dc0, _sum_ages(dout), *rest,
+                                               inp.lengths)
             else:
-                _lstm.lstm_truncated_recurrence(da, _no_ages(k, B, 4 * H, inp.dtype), dhs, ms,
-                                                dh0, dc0, dout.reshape(T, 1, B, P), *rest, k,
+                da_ages = np.empty((T if want_ages else 0, k, B, 4 * H), inp.dtype)
+                _lstm.lstm_truncated_recurrence(da, da_ages, dhs, ms, dh0, dc0, dout, *rest, k,
                                                 inp.lengths)
+                if want_ages:
+                    dx_ages = _ages_through(da_ages, inp.w_ih)
             _lstm.lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, inp.x, inp.h0,
                                     inp.w_ih, cache.out)
     has_bias = inp.b_ih is not None
     return LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db if has_bias else None,
-                     db.copy() if has_bias else None, dw_hr if inp.w_hr is not None else None)
+                     db.copy() if has_bias else None,
+                     dw_hr if inp.w_hr is not None else None), dx_ages
 
 
 # --------------------------------------------------------------------------------------
@@ -598,6 +635,13 @@ def gru_backward(cache, dout, dh_n=None, truncate=None):
     """
     inp, dout, dh_n, _, k = _start_backward("gru_backward", cache, GRUCache, dout, dh_n,
                                             truncate)
+    T, B, _, H, _ = inp.shape
+    return _gru_run_backward(cache, dout.reshape(T, 1, B, H), dh_n, k, False)[0]
+
+
+def _gru_run_backward(cache, dout, dh_n, k, want_ages):
+    """As ``_elman_run_backward``, for the GRU."""
+    inp = cache.inputs
     T, B, I, H, _ = inp.shape
     dx = np.zeros((T, B, I), inp.dtype)
     dh0 = np.zeros((B, H), inp.dtype)
@@ -605,6 +649,7 @@ def gru_backward(cache, dout, dh_n=None, truncate=None):
     dw_hh = np.zeros((3 * H, H), inp.dtype)
     db_ih = np.zeros(3 * H, inp.dtype)
     db_hh = np.zeros(3 * H, inp.dtype)
+    dx_ages = None
     if T == 0:
         dh0[...] = dh_n
     elif B > 0:
@@ -613,12 +658,15 @@ def gru_backward(cache, dout, dh_n=None, truncate=None):
         rest = (dh_n, cache.gates, cache.ghn, inp.h0, cache.out, inp.w_hh)
         with single_threaded_blas():
             if k is None or k >= T:
-                _gru.gru_backward_recurrence(dgi, dgh, dh0, dout, *rest, inp.lengths)
+                _gru.gru_backward_recurrence(dgi, dgh, dh0, _sum_ages(dout), *rest, inp.lengths)
             else:
-                _gru.gru_truncated_recurrence(dgi, _no_ages(k, B, 3 * H, inp.dtype), dgh, dh0,
-                                              dout.reshape(T, 1, B, H), *rest, k, inp.lengths)
+                dgi_ages = np.empty((T if want_ages else 0, k, B, 3 * H), inp.dtype)
+                _gru.gru_truncated_recurrence(dgi, dgi_ages, dgh, dh0, dout, *rest, k,
+                                              inp.lengths)
+                if want_ages:
+                    dx_ages = _ages_through(dgi_ages, inp.w_ih)
             _gru.gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, inp.x, inp.h0,
                                   inp.w_ih, cache.out)
     has_bias = inp.b_ih is not None
     return GRUGrads(dx, dh0, dw_ih, dw_hh, db_ih if has_bias else None,
-                    db_hh if has_bias else None)
+                    db_hh if has_bias else None), dx_ages

@@ -58,6 +58,16 @@ def _colmajor_gemm_impl(ta, tb, m, n, k, a, lda, b, ldb, accumulate, c, ldc):
     return impl
 
 
+@jit
+def _leading_dim(x):
+    # the row stride in elements; a single row's stride is arbitrary (NumPy calls an
+    # array with a length-1 axis contiguous whatever that axis's stride, even 0), and
+    # BLAS wants at least the row length
+    if x.shape[0] > 1:
+        return x.strides[0] // x.itemsize
+    return max(1, x.shape[1])
+
+
 def _gemm_signatures():
     # Compiled eagerly for the two dtypes on any 2-D arrays ('A' layout) and plain
     # bools: lazily, every call site's mix of layouts and constant flags (which Numba
@@ -88,10 +98,8 @@ def gemm(c, a, b, trans_a, trans_b, accumulate):
                 for j in range(N):
                     c[i, j] = zero
         return
-    item = c.itemsize
     # row-major X (r x s, row stride ld) is column-major X^T with the same ld, so
     # C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T with the flags unchanged
     _colmajor_gemm(_T if trans_b else _N, _T if trans_a else _N, N, M, K,
-                   b.ctypes, max(1, b.strides[0] // item),
-                   a.ctypes, max(1, a.strides[0] // item),
-                   accumulate, c.ctypes, max(1, c.strides[0] // item))
+                   b.ctypes, _leading_dim(b), a.ctypes, _leading_dim(a),
+                   accumulate, c.ctypes, _leading_dim(c))
