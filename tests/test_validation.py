@@ -330,3 +330,22 @@ def test_bad_lengths(name, lengths, exc, words):
         cell.forward(cell.make(4, 3, 2, 5), lengths=lengths)
     for w in words:
         assert w in str(e.value), (w, str(e.value))
+
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm_proj", "gru"])
+def test_length_one_axes_with_odd_strides(name):
+    # NumPy calls an array with a length-1 axis contiguous whatever that axis's
+    # stride (x[:, None] has stride 0 there); BLAS must still get valid leading dims
+    cell = CELLS[name]
+    p = cell.make(5, 1, 3, 4)
+    q = {k: v for k, v in p.items()}
+    q["x"] = p["x"][:, 0][:, None, :]
+    q["h0"] = p["h0"][0][None, :]
+    assert q["x"].strides[1] == 0 and q["x"].flags.c_contiguous
+    out, fin, cache = cell.forward(p)
+    out2, fin2, cache2 = cell.forward(q)
+    assert np.array_equal(out, out2)
+    dout = np.ones_like(out)
+    g, g2 = cell.backward(cache, dout, {}), cell.backward(cache2, dout[:, 0][:, None], {})
+    for n in cell.params:
+        assert np.array_equal(g[n], g2[n])
