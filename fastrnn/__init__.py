@@ -16,6 +16,7 @@ from .functional import (ElmanCache, ElmanGrads, GRUCache, GRUGrads, LSTMCache, 
                          lstm_backward, lstm_forward)
 
 from .layers import GRU, LSTM, RNN, LayerCache, LayerGrads
+from .steps import StepWeights, step_weights, step_weights_from
 
 __version__ = "0.1.0"
 
@@ -24,5 +25,6 @@ __all__ = [
     "lstm_forward", "lstm_backward", "LSTMCache", "LSTMGrads",
     "gru_forward", "gru_backward", "GRUCache", "GRUGrads",
     "RNN", "LSTM", "GRU", "LayerCache", "LayerGrads",
+    "step_weights", "step_weights_from", "StepWeights",
     "__version__",
 ]

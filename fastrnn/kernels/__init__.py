@@ -2,18 +2,28 @@
 documented shapes: kernels do not check (use ``fastrnn.functional`` for that).
 
 Activation codes for the Elman kernels: ``TANH``, ``RELU``, ``SIGMOID``, ``IDENTITY``.
+
+One-step kernels for a user's own ``@njit`` loop (simulations): ``elman_step``,
+``lstm_step``, ``gru_step`` and their ``*_step_backward``; they take transposed weights
+(``fastrnn.step_weights`` makes them from PyTorch-layout weights, a layer or a state
+dict) and allocate nothing.
 """
 
 from .activations import IDENTITY, RELU, SIGMOID, TANH
 from .elman import (elman_backward, elman_backward_recurrence, elman_forward, elman_project,
-                    elman_recurrence, elman_truncated_recurrence, elman_weight_grads)
+                    elman_recurrence, elman_step, elman_step_backward, elman_truncated_recurrence,
+                    elman_weight_grads)
 from .gru import (gru_backward, gru_backward_recurrence, gru_forward, gru_project,
-                  gru_recurrence, gru_truncated_recurrence, gru_weight_grads)
+                  gru_recurrence, gru_step, gru_step_backward, gru_truncated_recurrence,
+                  gru_weight_grads)
 from .lstm import (lstm_backward, lstm_backward_recurrence, lstm_forward, lstm_project,
-                   lstm_recurrence, lstm_truncated_recurrence, lstm_weight_grads)
+                   lstm_recurrence, lstm_step, lstm_step_backward, lstm_truncated_recurrence,
+                   lstm_weight_grads)
 
 __all__ = [
     "TANH", "RELU", "SIGMOID", "IDENTITY",
+    "elman_step", "elman_step_backward", "lstm_step", "lstm_step_backward",
+    "gru_step", "gru_step_backward",
     "elman_forward", "elman_backward", "elman_project", "elman_recurrence",
     "elman_backward_recurrence", "elman_truncated_recurrence", "elman_weight_grads",
     "lstm_forward", "lstm_backward", "lstm_project", "lstm_recurrence",

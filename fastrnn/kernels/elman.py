@@ -29,8 +29,8 @@ from numba import prange
 
 from .._config import jit, jit_parallel
 from .activations import activate, activation_backward
-from .linalg import (BLAS_MIN_ROWS, add_into, copy_into, copy_rows, matmul, sum_windows,
-                     transpose, window_entries, zero)
+from .linalg import (BLAS_MIN_ROWS, add_into, copy_into, copy_rows, matmul, outer_acc,
+                     sum_windows, transpose, vecmat_acc, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 
 # --------------------------------------------------------------------------------------
@@ -276,3 +276,43 @@ def elman_backward(dx, dh0, dw_ih, dw_hh, db, dout, dh_n, x, h0, w_ih, w_hh, out
         elman_truncated_recurrence(da, np.empty((0, k, B, H), out.dtype), dh0,
                                    dout.reshape(T, 1, B, H), dh_n, out, w_hh, act, k, lengths)
     elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out)
+
+
+# --------------------------------------------------------------------------------------
+# one step, for a user's own @njit loop (simulations). Weights are transposed
+# (``fastrnn.step_weights``): rows of W^T are contiguous, so a step is a few vectorised
+# axpy passes. No allocation; h_out must not alias h.
+
+
+@jit
+def elman_step(h_out, x, h, w_ih_t, w_hh_t, b, act):
+    """One step: ``h_out = act(x W_ih^T + h W_hh^T + b)``.
+
+    h_out (B, H) written; x (B, I); h (B, H); w_ih_t (I, H) = W_ih^T; w_hh_t (H, H) =
+    W_hh^T; b (H,) = b_ih + b_hh; act: TANH, RELU, SIGMOID or IDENTITY.
+    """
+    for r in range(x.shape[0]):
+        a = h_out[r]
+        copy_into(a, b)
+        vecmat_acc(a, x[r], w_ih_t)
+        vecmat_acc(a, h[r], w_hh_t)
+        activate(a, act)
+
+
+@jit
+def elman_step_backward(dx, dh, da, dw_ih_t, dw_hh_t, db, dh_out, x, h, h_out, w_ih_t, w_hh_t,
+                        act):
+    """Backward of ``elman_step`` from ``dh_out`` = dL/dh_out (B, H).
+
+    dx (B, I), dh (B, H) written: dL/dx, dL/dh; da (B, H) written: dL/d(pre-activation);
+    dw_ih_t (I, H), dw_hh_t (H, H), db (H,) accumulated (+=), so that a loop can sum
+    them over steps; x, h, h_out, w_ih_t, w_hh_t, act as in the step.
+    """
+    for r in range(x.shape[0]):
+        dar = da[r]
+        activation_backward(dar, dh_out[r], h_out[r], act)  # h_out = act(a)
+        vecmat_t(dx[r], w_ih_t, dar, False)  # a = x W_ih^T + h W_hh^T + b
+        vecmat_t(dh[r], w_hh_t, dar, False)
+        outer_acc(dw_ih_t, x[r], dar)
+        outer_acc(dw_hh_t, h[r], dar)
+        add_into(db, dar)

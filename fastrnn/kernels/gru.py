@@ -19,8 +19,8 @@ from numba import prange
 
 from .._config import jit, jit_parallel
 from .activations import sigmoid, tanh
-from .linalg import (BLAS_MIN_ROWS, add_into, copy_into, copy_rows, matmul, sum_windows,
-                     transpose, window_entries, zero)
+from .linalg import (BLAS_MIN_ROWS, add_into, copy_into, copy_rows, matmul, outer_acc,
+                     sum_windows, transpose, vecmat_acc, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 
 # --------------------------------------------------------------------------------------
@@ -265,3 +265,51 @@ def gru_backward(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dout, dh_n, x, h0, w_ih, w
                                  dout.reshape(T, 1, B, H), dh_n, gates, ghn, h0, out, w_hh, k,
                                  lengths)
     gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, w_ih, out)
+
+
+# --------------------------------------------------------------------------------------
+# one step, for a user's own @njit loop (simulations); weights transposed
+# (``fastrnn.step_weights``), no allocation, outputs must not alias inputs.
+
+
+@jit
+def gru_step(h_out, gates, x, h, w_ih_t, w_hh_t, b_ih, b_hh):
+    """One step.
+
+    h_out (B, H) written; gates (B, 6H) written: r, z, n, then W_hh h + b_hh (what
+    ``gru_step_backward`` needs); x (B, I); h (B, H); w_ih_t (I, 3H) = W_ih^T;
+    w_hh_t (H, 3H) = W_hh^T; b_ih, b_hh (3H,).
+    """
+    H = h.shape[1]
+    z = gates.dtype.type(0.0)
+    for r in range(x.shape[0]):
+        gi = gates[r, : 3 * H]
+        gh = gates[r, 3 * H :]
+        for j in range(3 * H):
+            gi[j] = z
+        vecmat_acc(gi, x[r], w_ih_t)  # b_ih is added by _cell_forward
+        copy_into(gh, b_hh)
+        vecmat_acc(gh, h[r], w_hh_t)
+        _cell_forward(h_out[r], gh, gi, gh, h[r], b_ih, H, False)
+
+
+@jit
+def gru_step_backward(dx, dh, dgates, dw_ih_t, dw_hh_t, db_ih, db_hh, dh_out, x, h, gates,
+                      w_ih_t, w_hh_t):
+    """Backward of ``gru_step`` from dh_out (B, H).
+
+    dx (B, I), dh (B, H) written: dL/dx, dL/dh; dgates (B, 6H) written: the gradients
+    of W_ih x + b_ih and of W_hh h + b_hh; dw_ih_t (I, 3H), dw_hh_t (H, 3H), db_ih,
+    db_hh (3H,) accumulated (+=); the rest as in the step.
+    """
+    H = h.shape[1]
+    for r in range(x.shape[0]):
+        dgi = dgates[r, : 3 * H]
+        dgh = dgates[r, 3 * H :]
+        _cell_backward(dgi, dgh, dh[r], dh_out[r], gates[r, : 3 * H], gates[r, 5 * H :], h[r], H)
+        vecmat_t(dh[r], w_hh_t, dgh, True)  # dh = dh_out z + dgh W_hh
+        vecmat_t(dx[r], w_ih_t, dgi, False)
+        outer_acc(dw_ih_t, x[r], dgi)
+        outer_acc(dw_hh_t, h[r], dgh)
+        add_into(db_ih, dgi)
+        add_into(db_hh, dgh)

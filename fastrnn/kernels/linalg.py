@@ -32,21 +32,38 @@ def matmul(c, a, m, accumulate):
     if R >= BLAS_MIN_ROWS:
         gemm(c, a, m, False, False, accumulate)
         return
-    N = m.shape[1]
-    zero = c.dtype.type(0.0)
+    z = c.dtype.type(0.0)
     for r in range(R):
         cr = c[r]
-        ar = a[r]
         if not accumulate:
-            for j in range(N):
-                cr[j] = zero
-        # axpy form: rows of m are contiguous, so the j loop vectorises without
-        # reassociation and the summation order is fixed (k ascending)
-        for k in range(K):
-            s = ar[k]
-            mk = m[k]
-            for j in range(N):
-                cr[j] += s * mk[j]
+            for j in range(cr.shape[0]):
+                cr[j] = z
+        vecmat_acc(cr, a[r], m)
+
+
+@jit
+def vecmat_acc(acc, v, m):
+    """``acc += v @ m``: acc (N,), v (K,), m (K, N) C-contiguous.
+
+    axpy form: rows of m are contiguous, so the j loop vectorises without
+    reassociation; four rows per pass cut the loads and stores of ``acc`` by four.
+    Indexing ``m[k, j]`` (not row views, whose reference counting costs more than the
+    arithmetic at these sizes). The summation order is fixed.
+    """
+    K = v.shape[0]
+    N = acc.shape[0]
+    for q in range(K // 4):
+        k = 4 * q
+        s0 = v[k]
+        s1 = v[k + 1]
+        s2 = v[k + 2]
+        s3 = v[k + 3]
+        for j in range(N):
+            acc[j] += s0 * m[k, j] + s1 * m[k + 1, j] + s2 * m[k + 2, j] + s3 * m[k + 3, j]
+    for k in range(4 * (K // 4), K):
+        s = v[k]
+        for j in range(N):
+            acc[j] += s * m[k, j]
 
 
 @jit
@@ -150,3 +167,51 @@ def window_entries(gs, dout, t, r0, r1, n_prop):
             else:
                 add_into(gs[a, r], dout[t, a, r0 + r])
     return max(n_prop + 1, dout.shape[1])
+
+
+@jit
+def vecmat_t(y, m, v, accumulate):
+    """``y = m @ v`` (or ``y += m @ v``): y (K,), m (K, N) C-contiguous, v (N,).
+
+    Row dot products: four rows at a time, so that four independent sums hide the
+    latency of each other (a single sum cannot vectorise without reassociation).
+    """
+    K = m.shape[0]
+    N = v.shape[0]
+    z = y.dtype.type(0.0)
+    for q in range(K // 4):
+        k = 4 * q
+        s0 = z
+        s1 = z
+        s2 = z
+        s3 = z
+        for j in range(N):
+            vj = v[j]
+            s0 += m[k, j] * vj
+            s1 += m[k + 1, j] * vj
+            s2 += m[k + 2, j] * vj
+            s3 += m[k + 3, j] * vj
+        if accumulate:
+            y[k] += s0
+            y[k + 1] += s1
+            y[k + 2] += s2
+            y[k + 3] += s3
+        else:
+            y[k] = s0
+            y[k + 1] = s1
+            y[k + 2] = s2
+            y[k + 3] = s3
+    for k in range(4 * (K // 4), K):
+        s = z
+        for j in range(N):
+            s += m[k, j] * v[j]
+        y[k] = y[k] + s if accumulate else s
+
+
+@jit
+def outer_acc(m, u, v):
+    """``m += outer(u, v)``: m (K, N) C-contiguous, u (K,), v (N,)."""
+    for k in range(u.shape[0]):
+        s = u[k]
+        for j in range(v.shape[0]):
+            m[k, j] += s * v[j]

@@ -22,8 +22,8 @@ from numba import prange
 
 from .._config import jit, jit_parallel
 from .activations import sigmoid, tanh
-from .linalg import (BLAS_MIN_ROWS, add_into, copy_into, copy_rows, matmul, sum_windows,
-                     transpose, window_entries, zero)
+from .linalg import (BLAS_MIN_ROWS, add_into, copy_into, copy_rows, matmul, outer_acc,
+                     sum_windows, transpose, vecmat_acc, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 
 # --------------------------------------------------------------------------------------
@@ -38,13 +38,10 @@ def lstm_project(gates, x, w_ih):
 
 
 @jit
-def _cell_forward(m, c, a, b, H):
-    # one row: a (4H) pre-activations -> gate activations in place; c (H) c_{t-1} -> c_t;
-    # m (H) written: o * tanh(c_t)
-    for j in range(4 * H):
-        a[j] += b[j]
-    # loops over views from 0: a loop starting at an unknown offset keeps Numba's
-    # negative-index check inside and does not vectorise (5x slower, measured)
+def _gate_activations(a, H):
+    # a (4H) pre-activations -> i, f, g, o in place. Loops over views from 0: a loop
+    # starting at an unknown offset keeps Numba's negative-index check inside and
+    # does not vectorise (5x slower, measured)
     i_f = a[: 2 * H]
     g = a[2 * H : 3 * H]
     o = a[3 * H :]
@@ -54,10 +51,19 @@ def _cell_forward(m, c, a, b, H):
         g[j] = tanh(g[j])
     for j in range(H):
         o[j] = sigmoid(o[j])
+
+
+@jit
+def _cell_forward(m, c, a, b, H):
+    # one row: a (4H) pre-activations -> gate activations in place; c (H) c_{t-1} -> c_t;
+    # m (H) written: o * tanh(c_t)
+    for j in range(4 * H):
+        a[j] += b[j]
+    _gate_activations(a, H)
     for j in range(H):
-        cj = i_f[H + j] * c[j] + i_f[j] * g[j]  # c_t = f c_{t-1} + i g
+        cj = a[H + j] * c[j] + a[j] * a[2 * H + j]  # c_t = f c_{t-1} + i g
         c[j] = cj
-        m[j] = o[j] * tanh(cj)  # m_t = o tanh(c_t)
+        m[j] = a[3 * H + j] * tanh(cj)  # m_t = o tanh(c_t)
 
 
 @jit
@@ -334,3 +340,71 @@ def lstm_backward(dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dout, dh_n, dc_n, x, h0
                                   dh0, dc0, dout.reshape(T, 1, B, P), dh_n, dc_n, gates, cs, c0,
                                   w_hh, w_hr, k, lengths)
     lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, x, h0, w_ih, out)
+
+
+# --------------------------------------------------------------------------------------
+# one step, for a user's own @njit loop (simulations); weights transposed
+# (``fastrnn.step_weights``), no allocation, outputs must not alias inputs.
+
+
+@jit
+def lstm_step(h_out, c_out, gates, x, h, c, w_ih_t, w_hh_t, b, w_hr_t):
+    """One step.
+
+    h_out (B, P), c_out (B, H) written; gates (B, 4H) written: the gate activations
+    i, f, g, o (what ``lstm_step_backward`` needs); x (B, I); h (B, P); c (B, H);
+    w_ih_t (I, 4H) = W_ih^T; w_hh_t (P, 4H) = W_hh^T; b (4H,) = b_ih + b_hh;
+    w_hr_t (H, P) = W_hr^T, or a (0, 0) array without projections (then P = H).
+    """
+    H = c.shape[1]
+    proj = w_hr_t.shape[0] > 0
+    for r in range(x.shape[0]):
+        a = gates[r]
+        copy_into(a, b)
+        vecmat_acc(a, x[r], w_ih_t)
+        vecmat_acc(a, h[r], w_hh_t)
+        _gate_activations(a, H)
+        cr = c[r]
+        co = c_out[r]
+        ho = h_out[r]
+        if proj:
+            zero(ho)
+        for j in range(H):
+            cj = a[H + j] * cr[j] + a[j] * a[2 * H + j]  # c = f c_prev + i g
+            co[j] = cj
+            mj = a[3 * H + j] * tanh(cj)  # m = o tanh(c)
+            if proj:
+                for q in range(ho.shape[0]):  # h = W_hr m
+                    ho[q] += mj * w_hr_t[j, q]
+            else:
+                ho[j] = mj
+
+
+@jit
+def lstm_step_backward(dx, dh, dc, dgates, dw_ih_t, dw_hh_t, db, dw_hr_t, dh_out, dc_out, x, h,
+                       c, gates, c_out, w_ih_t, w_hh_t, w_hr_t):
+    """Backward of ``lstm_step`` from dh_out (B, P) and dc_out (B, H).
+
+    dx (B, I), dh (B, P), dc (B, H) written: dL/dx, dL/dh, dL/dc; dgates (B, 4H)
+    written: dL/d(gate pre-activations); dw_ih_t (I, 4H), dw_hh_t (P, 4H), db (4H,) and,
+    with projections, dw_hr_t (H, P) accumulated (+=); the rest as in the step.
+    """
+    H = c.shape[1]
+    proj = w_hr_t.shape[0] > 0
+    for r in range(x.shape[0]):
+        a = gates[r]
+        dm = dc[r]  # dL/dm first, overwritten by dL/dc_prev below (same j, read first)
+        if proj:  # h = W_hr m
+            vecmat_t(dm, w_hr_t, dh_out[r], False)
+            for j in range(H):
+                mj = a[3 * H + j] * tanh(c_out[r, j])
+                for q in range(dh_out.shape[1]):
+                    dw_hr_t[j, q] += mj * dh_out[r, q]
+        else:
+            copy_into(dm, dh_out[r])
+        _cell_backward(dgates[r], dc[r], dm, dc_out[r], a, c_out[r], c[r], H)
+        vecmat_t(dx[r], w_ih_t, dgates[r], False)  # a = x W_ih^T + h W_hh^T + b
+        vecmat_t(dh[r], w_hh_t, dgates[r], False)
+        outer_acc(dw_ih_t, x[r], dgates[r])
+        outer_acc(dw_hh_t, h[r], dgates[r])
+        add_into(db, dgates[r])
