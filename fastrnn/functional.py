@@ -16,7 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validation as v
+from contextlib import contextmanager
+
 from ._blas_threads import single_threaded_blas
+from ._threads import kernel_launch
 from .kernels import elman as _elman
 from .kernels import gru as _gru
 from .kernels import lstm as _lstm
@@ -125,6 +128,14 @@ def _summed_bias(inp):
     return inp.b_ih + inp.b_hh
 
 
+@contextmanager
+def _launch():
+    """Around every group of kernel calls: BLAS single-threaded (our threads do the
+    parallel work) and the threading-layer policy; yields the kernels' ``serial``."""
+    with single_threaded_blas(), kernel_launch() as serial:
+        yield serial
+
+
 def _no_ages(k, B, G, dtype):
     # the truncated kernels' per-age output, when nobody needs it
     return np.empty((0, k, B, G), dtype)
@@ -135,11 +146,11 @@ def _sum_ages(dout):
     return dout[:, 0] if dout.shape[1] == 1 else np.ascontiguousarray(dout.sum(axis=1))
 
 
-def _ages_through(da_ages, w_ih):
+def _ages_through(da_ages, w_ih, serial):
     # per-age gradient on the input x: da_ages (T, k, B, G) @ W_ih (G, I) -> (T, k, B, I)
     T, k, B, G = da_ages.shape
     dx = np.empty((T, k, B, w_ih.shape[1]), da_ages.dtype)
-    _parallel.par_matmul(dx.reshape(T * k * B, -1), da_ages.reshape(T * k * B, G), w_ih)
+    _parallel.par_matmul(dx.reshape(T * k * B, -1), da_ages.reshape(T * k * B, G), w_ih, serial)
     return dx
 
 
@@ -255,10 +266,10 @@ def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", 
         h_n = inp.h0.copy()
     else:
         h_n = np.empty((B, H), inp.dtype)
-        with single_threaded_blas():
-            _elman.elman_project(out, inp.x, inp.w_ih)
+        with _launch() as serial:
+            _elman.elman_project(out, inp.x, inp.w_ih, serial)
             _elman.elman_recurrence(out, h_n, inp.h0, inp.w_hh, _summed_bias(inp),
-                                    ACTIVATIONS[nonlinearity], inp.lengths)
+                                    ACTIVATIONS[nonlinearity], inp.lengths, serial)
     return out, h_n, (ElmanCache(inp, out, nonlinearity) if cache else None)
 
 
@@ -319,17 +330,18 @@ def _elman_run_backward(cache, dout, dh_n, k, want_ages):
     elif B > 0:
         act = ACTIVATIONS[cache.nonlinearity]
         da = np.empty((T, B, H), inp.dtype)
-        with single_threaded_blas():
+        with _launch() as serial:
             if k is None or k >= T:
                 _elman.elman_backward_recurrence(da, dh0, _sum_ages(dout), dh_n, cache.out,
-                                                 inp.w_hh, act, inp.lengths)
+                                                 inp.w_hh, act, inp.lengths, serial)
             else:
                 da_ages = np.empty((T if want_ages else 0, k, B, H), inp.dtype)
                 _elman.elman_truncated_recurrence(da, da_ages, dh0, dout, dh_n, cache.out,
-                                                  inp.w_hh, act, k, inp.lengths)
+                                                  inp.w_hh, act, k, inp.lengths, serial)
                 if want_ages:
-                    dx_ages = _ages_through(da_ages, inp.w_ih)
-            _elman.elman_weight_grads(dx, dw_ih, dw_hh, db, da, inp.x, inp.h0, inp.w_ih, cache.out)
+                    dx_ages = _ages_through(da_ages, inp.w_ih, serial)
+            _elman.elman_weight_grads(dx, dw_ih, dw_hh, db, da, inp.x, inp.h0, inp.w_ih, cache.out,
+                                      serial)
     has_bias = inp.b_ih is not None
     return ElmanGrads(dx, dh0, dw_ih, dw_hh, db if has_bias else None,
                       db.copy() if has_bias else None), dx_ages
@@ -430,10 +442,10 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=T
     else:
         h_n = np.empty((B, P), inp.dtype)
         c_n = np.empty((B, H), inp.dtype)
-        with single_threaded_blas():
-            _lstm.lstm_project(gates, inp.x, inp.w_ih)
+        with _launch() as serial:
+            _lstm.lstm_project(gates, inp.x, inp.w_ih, serial)
             _lstm.lstm_recurrence(out, h_n, c_n, gates, cs, inp.h0, inp.c0, inp.w_hh,
-                                  _summed_bias(inp), _no_projection(inp), inp.lengths)
+                                  _summed_bias(inp), _no_projection(inp), inp.lengths, serial)
     return out, h_n, c_n, (LSTMCache(inp, out, gates, cs) if cache else None)
 
 
@@ -497,18 +509,18 @@ def _lstm_run_backward(cache, dout, dh_n, dc_n, k, want_ages):
         dhs = np.empty((n, B, P), inp.dtype)
         ms = np.empty((n, B, H), inp.dtype)
         rest = (dh_n, dc_n, cache.gates, cache.cs, inp.c0, inp.w_hh, w_hr)
-        with single_threaded_blas():
+        with _launch() as serial:
             if k is None or k >= T:
                 _lstm.lstm_backward_recurrence(da, dhs, ms, dh0, dc0, _sum_ages(dout), *rest,
-                                               inp.lengths)
+                                               inp.lengths, serial)
             else:
                 da_ages = np.empty((T if want_ages else 0, k, B, 4 * H), inp.dtype)
                 _lstm.lstm_truncated_recurrence(da, da_ages, dhs, ms, dh0, dc0, dout, *rest, k,
-                                                inp.lengths)
+                                                inp.lengths, serial)
                 if want_ages:
-                    dx_ages = _ages_through(da_ages, inp.w_ih)
+                    dx_ages = _ages_through(da_ages, inp.w_ih, serial)
             _lstm.lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, inp.x, inp.h0,
-                                    inp.w_ih, cache.out)
+                                    inp.w_ih, cache.out, serial)
     has_bias = inp.b_ih is not None
     return LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db if has_bias else None,
                      db.copy() if has_bias else None,
@@ -595,11 +607,11 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True, lengths=Non
     else:
         h_n = np.empty((B, H), inp.dtype)
         zeros = np.zeros(3 * H, inp.dtype)
-        with single_threaded_blas():
-            _gru.gru_project(gates, inp.x, inp.w_ih)
+        with _launch() as serial:
+            _gru.gru_project(gates, inp.x, inp.w_ih, serial)
             _gru.gru_recurrence(out, h_n, gates, ghn, inp.h0, inp.w_hh,
                                 zeros if inp.b_ih is None else inp.b_ih,
-                                zeros if inp.b_hh is None else inp.b_hh, inp.lengths)
+                                zeros if inp.b_hh is None else inp.b_hh, inp.lengths, serial)
     return out, h_n, (GRUCache(inp, out, gates, ghn) if cache else None)
 
 
@@ -656,17 +668,18 @@ def _gru_run_backward(cache, dout, dh_n, k, want_ages):
         dgi = np.empty((T, B, 3 * H), inp.dtype)
         dgh = np.empty((T, B, 3 * H), inp.dtype)
         rest = (dh_n, cache.gates, cache.ghn, inp.h0, cache.out, inp.w_hh)
-        with single_threaded_blas():
+        with _launch() as serial:
             if k is None or k >= T:
-                _gru.gru_backward_recurrence(dgi, dgh, dh0, _sum_ages(dout), *rest, inp.lengths)
+                _gru.gru_backward_recurrence(dgi, dgh, dh0, _sum_ages(dout), *rest, inp.lengths,
+                                             serial)
             else:
                 dgi_ages = np.empty((T if want_ages else 0, k, B, 3 * H), inp.dtype)
                 _gru.gru_truncated_recurrence(dgi, dgi_ages, dgh, dh0, dout, *rest, k,
-                                              inp.lengths)
+                                              inp.lengths, serial)
                 if want_ages:
-                    dx_ages = _ages_through(dgi_ages, inp.w_ih)
+                    dx_ages = _ages_through(dgi_ages, inp.w_ih, serial)
             _gru.gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, inp.x, inp.h0,
-                                  inp.w_ih, cache.out)
+                                  inp.w_ih, cache.out, serial)
     has_bias = inp.b_ih is not None
     return GRUGrads(dx, dh0, dw_ih, dw_hh, db_ih if has_bias else None,
                     db_hh if has_bias else None), dx_ages

@@ -38,13 +38,13 @@ from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 
 
 @jit
-def elman_project(out, x, w_ih):
+def elman_project(out, x, w_ih, serial):
     """``out[t] = x[t] W_ih^T`` for all steps: one (T*B, I) x (I, H) product.
 
     out (T, B, H) written; x (T, B, I); w_ih (H, I).
     """
     T, B, I = x.shape
-    par_matmul(out.reshape(T * B, out.shape[2]), x.reshape(T * B, I), transpose(w_ih))
+    par_matmul(out.reshape(T * B, out.shape[2]), x.reshape(T * B, I), transpose(w_ih), serial)
 
 
 @jit
@@ -69,7 +69,7 @@ def _forward_chunk(out, h_n, h0, w_hh_t, b, lengths, r0, r1, act):
 
 
 @jit_parallel
-def elman_recurrence(out, h_n, h0, w_hh, b, act, lengths):
+def elman_recurrence(out, h_n, h0, w_hh, b, act, lengths, serial):
     """Run the recurrence in place: ``out[t] = act(out[t] + W_hh h_{t-1} + b)``.
 
     out (T, B, H) holds the input projection on entry and h_t on exit; h_n (B, H)
@@ -80,8 +80,12 @@ def elman_recurrence(out, h_n, h0, w_hh, b, act, lengths):
     B = out.shape[1]
     w_hh_t = transpose(w_hh)  # (H_in, H_out): contiguous rows for matmul
     size = batch_chunk(B, out.shape[2], BLAS_MIN_ROWS)
-    for c in prange(n_chunks(B, size)):
-        _forward_chunk(out, h_n, h0, w_hh_t, b, lengths, c * size, min(B, (c + 1) * size), act)
+    if serial:
+        for c in range(n_chunks(B, size)):
+            _forward_chunk(out, h_n, h0, w_hh_t, b, lengths, c * size, min(B, (c + 1) * size), act)
+    else:
+        for c in prange(n_chunks(B, size)):
+            _forward_chunk(out, h_n, h0, w_hh_t, b, lengths, c * size, min(B, (c + 1) * size), act)
 
 
 @jit
@@ -103,8 +107,8 @@ def elman_forward(out, h_n, x, h0, w_ih, w_hh, b, act):
     act : int
         Activation code.
     """
-    elman_project(out, x, w_ih)
-    elman_recurrence(out, h_n, h0, w_hh, b, act, np.full(x.shape[1], x.shape[0], np.int64))
+    elman_project(out, x, w_ih, False)
+    elman_recurrence(out, h_n, h0, w_hh, b, act, np.full(x.shape[1], x.shape[0], np.int64), False)
 
 
 # --------------------------------------------------------------------------------------
@@ -133,7 +137,7 @@ def _backward_chunk(da, dh0, dout, dh_n, out, w_hh, lengths, r0, r1, act):
 
 
 @jit_parallel
-def elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh, act, lengths):
+def elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh, act, lengths, serial):
     """Backward through the recurrence (full BPTT).
 
     da (T, B, H) written: dL/da_t; dh0 (B, H) written; dout (T, B, H); dh_n (B, H)
@@ -142,13 +146,18 @@ def elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh, act, lengths):
     """
     B = out.shape[1]
     size = batch_chunk(B, out.shape[2], BLAS_MIN_ROWS)
-    for c in prange(n_chunks(B, size)):
-        _backward_chunk(da, dh0, dout, dh_n, out, w_hh, lengths, c * size,
-                        min(B, (c + 1) * size), act)
+    if serial:
+        for c in range(n_chunks(B, size)):
+            _backward_chunk(da, dh0, dout, dh_n, out, w_hh, lengths, c * size,
+                            min(B, (c + 1) * size), act)
+    else:
+        for c in prange(n_chunks(B, size)):
+            _backward_chunk(da, dh0, dout, dh_n, out, w_hh, lengths, c * size,
+                            min(B, (c + 1) * size), act)
 
 
 @jit
-def elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out):
+def elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out, serial):
     """The whole-sequence products of backward, each over all T*B rows at once.
 
     dx (T, B, I), dw_ih (H, I), dw_hh (H, H), db (H,) written; da (T, B, H) from the
@@ -159,12 +168,12 @@ def elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out):
     TB = T * B
     da2 = da.reshape(TB, H)
     # a_t = W_ih x_t + ...       ->  dx_t = da_t W_ih
-    par_matmul(dx.reshape(TB, I), da2, w_ih)
+    par_matmul(dx.reshape(TB, I), da2, w_ih, serial)
     # a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh  ->  dW_ih = sum_t da_t^T x_t,
     # dW_hh = sum_t da_t^T h_{t-1} (h_{-1} = h0), db = sum over steps and batch of da_t
     db_hh = np.empty_like(db)  # equal to db for this cell
     linear_grads(dw_ih, dw_hh, db, db_hh, da2, da2, x.reshape(TB, I), h0,
-                 out.reshape(TB, H)[: TB - B])
+                 out.reshape(TB, H)[: TB - B], serial)
 
 
 # --------------------------------------------------------------------------------------
@@ -226,7 +235,8 @@ def _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh, lengths, r0, r1, a
 
 
 @jit_parallel
-def elman_truncated_recurrence(da, da_ages, dh0, dout, dh_n, out, w_hh, act, k, lengths):
+def elman_truncated_recurrence(da, da_ages, dh0, dout, dh_n, out, w_hh, act, k, lengths,
+                               serial):
     """Backward through the recurrence with truncation to ``k`` steps (1 <= k < T).
 
     As ``elman_backward_recurrence``, except: dout (T, A, B, H), 1 <= A <= k, is the
@@ -237,9 +247,14 @@ def elman_truncated_recurrence(da, da_ages, dh0, dout, dh_n, out, w_hh, act, k, 
     """
     B = out.shape[1]
     size = batch_chunk(B, out.shape[2], BLAS_MIN_ROWS)
-    for c in prange(n_chunks(B, size)):
-        _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh, lengths, c * size,
-                         min(B, (c + 1) * size), act, k)
+    if serial:
+        for c in range(n_chunks(B, size)):
+            _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh, lengths, c * size,
+                             min(B, (c + 1) * size), act, k)
+    else:
+        for c in prange(n_chunks(B, size)):
+            _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh, lengths, c * size,
+                             min(B, (c + 1) * size), act, k)
 
 
 @jit
@@ -270,12 +285,13 @@ def elman_backward(dx, dh0, dw_ih, dw_hh, db, dout, dh_n, x, h0, w_ih, w_hh, out
     da = np.empty_like(out)  # dL/da_t for every step
     lengths = np.full(B, T, np.int64)
     if k <= 0 or k >= T:
-        elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh, act, lengths)
+        elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh, act, lengths, False)
     else:
         H = out.shape[2]
         elman_truncated_recurrence(da, np.empty((0, k, B, H), out.dtype), dh0,
-                                   dout.reshape(T, 1, B, H), dh_n, out, w_hh, act, k, lengths)
-    elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out)
+                                   dout.reshape(T, 1, B, H), dh_n, out, w_hh, act, k, lengths,
+                                   False)
+    elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out, False)
 
 
 # --------------------------------------------------------------------------------------

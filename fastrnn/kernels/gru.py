@@ -28,10 +28,11 @@ from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 
 
 @jit
-def gru_project(gates, x, w_ih):
+def gru_project(gates, x, w_ih, serial):
     """``gates[t] = x[t] W_ih^T`` for all steps. gates (T, B, 3H) written."""
     T, B, I = x.shape
-    par_matmul(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, I), transpose(w_ih))
+    par_matmul(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, I), transpose(w_ih),
+               serial)
 
 
 @jit
@@ -75,7 +76,7 @@ def _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, lengths, r0, r1
 
 
 @jit_parallel
-def gru_recurrence(out, h_n, gates, ghn, h0, w_hh, b_ih, b_hh, lengths):
+def gru_recurrence(out, h_n, gates, ghn, h0, w_hh, b_ih, b_hh, lengths, serial):
     """Run the recurrence.
 
     out (T, B, H), h_n (B, H) written (h_n: each row's state at its last step); gates
@@ -86,17 +87,22 @@ def gru_recurrence(out, h_n, gates, ghn, h0, w_hh, b_ih, b_hh, lengths):
     B = out.shape[1]
     w_hh_t = transpose(w_hh)
     size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
-    for c in prange(n_chunks(B, size)):
-        _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, lengths, c * size,
-                       min(B, (c + 1) * size))
+    if serial:
+        for c in range(n_chunks(B, size)):
+            _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, lengths, c * size,
+                           min(B, (c + 1) * size))
+    else:
+        for c in prange(n_chunks(B, size)):
+            _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, lengths, c * size,
+                           min(B, (c + 1) * size))
 
 
 @jit
 def gru_forward(out, h_n, gates, ghn, x, h0, w_ih, w_hh, b_ih, b_hh):
     """Whole forward pass (T >= 1): ``gru_project`` then ``gru_recurrence``."""
-    gru_project(gates, x, w_ih)
+    gru_project(gates, x, w_ih, False)
     gru_recurrence(out, h_n, gates, ghn, h0, w_hh, b_ih, b_hh,
-                   np.full(x.shape[1], x.shape[0], np.int64))
+                   np.full(x.shape[1], x.shape[0], np.int64), False)
 
 
 # --------------------------------------------------------------------------------------
@@ -152,7 +158,8 @@ def _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, length
 
 
 @jit_parallel
-def gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths):
+def gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths,
+                            serial):
     """Backward through the recurrence (full BPTT).
 
     dgi, dgh (T, B, 3H) written: gradients of W_ih x_t + b_ih and of W_hh h_{t-1} + b_hh;
@@ -161,9 +168,14 @@ def gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh
     """
     B = out.shape[1]
     size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
-    for c in prange(n_chunks(B, size)):
-        _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths, c * size,
-                        min(B, (c + 1) * size))
+    if serial:
+        for c in range(n_chunks(B, size)):
+            _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths, c * size,
+                            min(B, (c + 1) * size))
+    else:
+        for c in prange(n_chunks(B, size)):
+            _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths, c * size,
+                            min(B, (c + 1) * size))
 
 
 # Truncated BPTT(k): as in elman.py, the live windows (entered at steps t..t+k-1) are
@@ -222,19 +234,24 @@ def _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w
 
 @jit_parallel
 def gru_truncated_recurrence(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, k,
-                             lengths):
+                             lengths, serial):
     """``gru_backward_recurrence`` truncated to windows of ``k`` steps (1 <= k < T), with
     dout (T, A, B, H) entering by age (1 <= A <= k) and the per-window gradients of gi
     written to dgi_ages (T, k, B, 3H) by age, or pass a (0, k, B, 3H) array."""
     B = out.shape[1]
     size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
-    for c in prange(n_chunks(B, size)):
-        _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths,
-                         c * size, min(B, (c + 1) * size), k)
+    if serial:
+        for c in range(n_chunks(B, size)):
+            _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths,
+                             c * size, min(B, (c + 1) * size), k)
+    else:
+        for c in prange(n_chunks(B, size)):
+            _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths,
+                             c * size, min(B, (c + 1) * size), k)
 
 
 @jit
-def gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, w_ih, out):
+def gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, w_ih, out, serial):
     """The whole-sequence products: dx (T, B, I), dw_ih (3H, I), dw_hh (3H, H),
     db_ih, db_hh (3H,) written."""
     T, B, I = x.shape
@@ -242,9 +259,9 @@ def gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, w_ih, out)
     H = out.shape[2]
     TB = T * B
     dgi2 = dgi.reshape(TB, G)
-    par_matmul(dx.reshape(TB, I), dgi2, w_ih)
+    par_matmul(dx.reshape(TB, I), dgi2, w_ih, serial)
     linear_grads(dw_ih, dw_hh, db_ih, db_hh, dgi2, dgh.reshape(TB, G), x.reshape(TB, I), h0,
-                 out.reshape(TB, H)[: TB - B])
+                 out.reshape(TB, H)[: TB - B], serial)
 
 
 @jit
@@ -259,12 +276,13 @@ def gru_backward(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dout, dh_n, x, h0, w_ih, w
     dgh = np.empty_like(gates)
     lengths = np.full(B, T, np.int64)
     if k <= 0 or k >= T:
-        gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths)
+        gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths,
+                                False)
     else:
         gru_truncated_recurrence(dgi, np.empty((0, k, B, 3 * H), out.dtype), dgh, dh0,
                                  dout.reshape(T, 1, B, H), dh_n, gates, ghn, h0, out, w_hh, k,
-                                 lengths)
-    gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, w_ih, out)
+                                 lengths, False)
+    gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, w_ih, out, False)
 
 
 # --------------------------------------------------------------------------------------

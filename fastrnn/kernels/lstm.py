@@ -31,10 +31,11 @@ from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 
 
 @jit
-def lstm_project(gates, x, w_ih):
+def lstm_project(gates, x, w_ih, serial):
     """``gates[t] = x[t] W_ih^T`` for all steps. gates (T, B, 4H) written."""
     T, B, I = x.shape
-    par_matmul(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, I), transpose(w_ih))
+    par_matmul(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, I), transpose(w_ih),
+               serial)
 
 
 @jit
@@ -95,7 +96,7 @@ def _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths,
 
 
 @jit_parallel
-def lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh, b, w_hr, lengths):
+def lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh, b, w_hr, lengths, serial):
     """Run the recurrence.
 
     out (T, B, P), h_n (B, P), c_n (B, H) written (final states at each row's last
@@ -108,17 +109,22 @@ def lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh, b, w_hr, lengths):
     w_hh_t = transpose(w_hh)
     w_hr_t = transpose(w_hr)
     size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
-    for c in prange(n_chunks(B, size)):
-        _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths, c * size,
-                       min(B, (c + 1) * size))
+    if serial:
+        for c in range(n_chunks(B, size)):
+            _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths, c * size,
+                           min(B, (c + 1) * size))
+    else:
+        for c in prange(n_chunks(B, size)):
+            _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths, c * size,
+                           min(B, (c + 1) * size))
 
 
 @jit
 def lstm_forward(out, h_n, c_n, gates, cs, x, h0, c0, w_ih, w_hh, b, w_hr):
     """Whole forward pass (T >= 1): ``lstm_project`` then ``lstm_recurrence``."""
-    lstm_project(gates, x, w_ih)
+    lstm_project(gates, x, w_ih, False)
     lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh, b, w_hr,
-                    np.full(x.shape[1], x.shape[0], np.int64))
+                    np.full(x.shape[1], x.shape[0], np.int64), False)
 
 
 # --------------------------------------------------------------------------------------
@@ -193,7 +199,7 @@ def _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh
 
 @jit_parallel
 def lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
-                             w_hr, lengths):
+                             w_hr, lengths, serial):
     """Backward through the recurrence (full BPTT).
 
     da (T, B, 4H) written: dL/da_t; with projections dhs (T, B, P) and ms (T, B, H)
@@ -203,9 +209,14 @@ def lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs,
     """
     B = gates.shape[1]
     size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
-    for c in prange(n_chunks(B, size)):
-        _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh, w_hr,
-                        lengths, c * size, min(B, (c + 1) * size))
+    if serial:
+        for c in range(n_chunks(B, size)):
+            _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh, w_hr,
+                            lengths, c * size, min(B, (c + 1) * size))
+    else:
+        for c in prange(n_chunks(B, size)):
+            _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh, w_hr,
+                            lengths, c * size, min(B, (c + 1) * size))
 
 
 # Truncated BPTT(k): as in elman.py, the live windows (entered at steps t..t+k-1) are
@@ -286,19 +297,24 @@ def _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs
 
 @jit_parallel
 def lstm_truncated_recurrence(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0,
-                              w_hh, w_hr, k, lengths):
+                              w_hh, w_hr, k, lengths, serial):
     """``lstm_backward_recurrence`` truncated to windows of ``k`` steps (1 <= k < T),
     with dout (T, A, B, P) entering by age (1 <= A <= k) and the per-window gate
     gradients written to da_ages (T, k, B, 4H) by age, or pass a (0, k, B, 4H) array."""
     B = gates.shape[1]
     size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
-    for c in prange(n_chunks(B, size)):
-        _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
-                         w_hr, lengths, c * size, min(B, (c + 1) * size), k)
+    if serial:
+        for c in range(n_chunks(B, size)):
+            _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
+                             w_hr, lengths, c * size, min(B, (c + 1) * size), k)
+    else:
+        for c in prange(n_chunks(B, size)):
+            _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
+                             w_hr, lengths, c * size, min(B, (c + 1) * size), k)
 
 
 @jit
-def lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, x, h0, w_ih, out):
+def lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, x, h0, w_ih, out, serial):
     """The whole-sequence products: dx (T, B, I), dw_ih (4H, I), dw_hh (4H, P), db (4H,)
     and, with projections, dw_hr (P, H) (else (0, 0)) written."""
     T, B, I = x.shape
@@ -306,16 +322,16 @@ def lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, x, h0, w_ih, out
     P = out.shape[2]
     TB = T * B
     da2 = da.reshape(TB, G)
-    par_matmul(dx.reshape(TB, I), da2, w_ih)
+    par_matmul(dx.reshape(TB, I), da2, w_ih, serial)
     db_hh = np.empty_like(db)  # equal to db for this cell
     linear_grads(dw_ih, dw_hh, db, db_hh, da2, da2, x.reshape(TB, I), h0,
-                 out.reshape(TB, P)[: TB - B])
+                 out.reshape(TB, P)[: TB - B], serial)
     if dw_hr.shape[0] > 0:  # h_t = W_hr m_t  ->  dW_hr = sum_t dh_t^T m_t
         # (the same kernel, with no hidden term: zero-width h_prev)
         dhs2 = dhs.reshape(TB, P)
         linear_grads(dw_hr, np.empty((P, 0), da.dtype), np.empty(P, da.dtype),
                      np.empty(P, da.dtype), dhs2, dhs2, ms.reshape(TB, ms.shape[2]),
-                     np.empty((B, 0), da.dtype), np.empty((TB - B, 0), da.dtype))
+                     np.empty((B, 0), da.dtype), np.empty((TB - B, 0), da.dtype), serial)
 
 
 @jit
@@ -334,12 +350,12 @@ def lstm_backward(dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dout, dh_n, dc_n, x, h0
     lengths = np.full(B, T, np.int64)
     if k <= 0 or k >= T:
         lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
-                                 w_hr, lengths)
+                                 w_hr, lengths, False)
     else:
         lstm_truncated_recurrence(da, np.empty((0, k, B, gates.shape[2]), out.dtype), dhs, ms,
                                   dh0, dc0, dout.reshape(T, 1, B, P), dh_n, dc_n, gates, cs, c0,
-                                  w_hh, w_hr, k, lengths)
-    lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, x, h0, w_ih, out)
+                                  w_hh, w_hr, k, lengths, False)
+    lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, x, h0, w_ih, out, False)
 
 
 # --------------------------------------------------------------------------------------

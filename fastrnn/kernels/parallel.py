@@ -15,6 +15,12 @@ another chunk writes.
   weight gradients, whose inner size is T*B) its inner dimension into parts whose
   partial products are then summed.
 
+Every parallel kernel takes a last argument ``serial``: True runs the same chunks one
+after the other on the calling thread, without entering Numba's threading layer (the
+functional layer uses it where a parallel launch is unsafe: a child forked from a
+process that used GNU OpenMP, or a second concurrent launch on the workqueue layer).
+Results are bit-identical either way.
+
 BLAS packs every operand it is given, so a split duplicates the packing of the
 operand all chunks share; chunks are kept large enough to make that negligible, and
 problems too small to gain are not split at all.
@@ -89,16 +95,21 @@ def _matmul_block(c, a, b, i, size):
 
 
 @jit_parallel
-def par_matmul(c, a, b):
+def par_matmul(c, a, b, serial):
     """``c = a @ b`` split over blocks of the larger output dimension.
 
-    c (M, N), a (M, K), b (K, N), all C-contiguous.
+    c (M, N), a (M, K), b (K, N), all C-contiguous; ``serial``: run every block on
+    the calling thread (same results, no parallel region).
     """
     M, N = c.shape
     n = max(M, N)
     size = -(-n // _n_parts(n, MIN_BLOCK, M * N * a.shape[1]))
-    for i in prange(n_chunks(n, size)):
-        _matmul_block(c, a, b, i, size)
+    if serial:
+        for i in range(n_chunks(n, size)):
+            _matmul_block(c, a, b, i, size)
+    else:
+        for i in prange(n_chunks(n, size)):
+            _matmul_block(c, a, b, i, size)
 
 
 @jit
@@ -139,7 +150,7 @@ def _sum_parts(dst, parts, j0, j1):
 
 
 @jit_parallel
-def linear_grads(dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail):
+def linear_grads(dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail, serial):
     """Weight and bias gradients of ``a = x W_x^T + b_x + h_prev W_h^T + b_h`` over
     all K = T*B rows, where ``h_prev = [h_head; h_tail]`` (h0, then h_0..h_{T-2}):
 
@@ -151,6 +162,7 @@ def linear_grads(dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail):
 
     Split over P parts of K whose partial results are then summed in part order, or,
     when partials would be too big or K too short (P = 1), over blocks of the M rows.
+    ``serial``: run every part on the calling thread (same results).
     """
     K, M = da_x.shape
     N = x.shape[1]
@@ -171,16 +183,31 @@ def linear_grads(dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail):
         ph = np.empty((P, M, Q), dw_h.dtype)
         pbx = np.empty((P, M), db_x.dtype)
         pbh = np.empty((P, M), db_h.dtype)
-    for task in prange(P * nb):
-        p = task // nb
-        m0 = (task % nb) * msize
-        _grad_block(px[p], ph[p], pbx[p], pbh[p], da_x, da_h, x, h_head, h_tail,
-                    p * ksize, min(K, (p + 1) * ksize), m0, min(M, m0 + msize))
+    if serial:
+        for task in range(P * nb):
+            p = task // nb
+            m0 = (task % nb) * msize
+            _grad_block(px[p], ph[p], pbx[p], pbh[p], da_x, da_h, x, h_head, h_tail,
+                        p * ksize, min(K, (p + 1) * ksize), m0, min(M, m0 + msize))
+    else:
+        for task in prange(P * nb):
+            p = task // nb
+            m0 = (task % nb) * msize
+            _grad_block(px[p], ph[p], pbx[p], pbh[p], da_x, da_h, x, h_head, h_tail,
+                        p * ksize, min(K, (p + 1) * ksize), m0, min(M, m0 + msize))
     if P > 1:
         rows = chunk_size(M, 1)
-        for i in prange(n_chunks(M, rows)):
-            for m in range(i * rows, min(M, (i + 1) * rows)):
-                _sum_parts(dw_x[m], px[:, m], 0, N)
-                _sum_parts(dw_h[m], ph[:, m], 0, Q)
-            _sum_parts(db_x, pbx, i * rows, min(M, (i + 1) * rows))
-            _sum_parts(db_h, pbh, i * rows, min(M, (i + 1) * rows))
+        if serial:
+            for i in range(n_chunks(M, rows)):
+                for m in range(i * rows, min(M, (i + 1) * rows)):
+                    _sum_parts(dw_x[m], px[:, m], 0, N)
+                    _sum_parts(dw_h[m], ph[:, m], 0, Q)
+                _sum_parts(db_x, pbx, i * rows, min(M, (i + 1) * rows))
+                _sum_parts(db_h, pbh, i * rows, min(M, (i + 1) * rows))
+        else:
+            for i in prange(n_chunks(M, rows)):
+                for m in range(i * rows, min(M, (i + 1) * rows)):
+                    _sum_parts(dw_x[m], px[:, m], 0, N)
+                    _sum_parts(dw_h[m], ph[:, m], 0, Q)
+                _sum_parts(db_x, pbx, i * rows, min(M, (i + 1) * rows))
+                _sum_parts(db_h, pbh, i * rows, min(M, (i + 1) * rows))
