@@ -136,6 +136,31 @@ def _launch():
         yield serial
 
 
+#: Gate-buffer elements per chunk of steps on the inference path (cache=False): a
+#: forward of any length then needs O(B * H) memory beyond its inputs and outputs.
+STREAM_ELEMENTS = 1 << 20
+
+
+def _chunk_steps(inp, cache):
+    """Steps per chunk: all of them when training (backward needs every step's gates),
+    else as many as fit STREAM_ELEMENTS (whole sequences only, with lengths)."""
+    T, B, _, H, _ = inp.shape
+    if cache or T == 0:
+        return T
+    if B and inp.lengths.min() < T:  # a chunk's lengths must stay >= 1
+        return T
+    return max(1, min(T, STREAM_ELEMENTS // max(1, B * inp.gates * H)))
+
+
+def _chunks(T, steps):
+    return [(t0, min(T, t0 + steps)) for t0 in range(0, T, steps)] if steps else []
+
+
+def _lengths_in(inp, t0, t1):
+    return inp.lengths if (t0, t1) == (0, inp.x.shape[0]) else np.full(inp.x.shape[1], t1 - t0,
+                                                                         np.int64)
+
+
 def _no_ages(k, B, G, dtype):
     # the truncated kernels' per-age output, when nobody needs it
     return np.empty((0, k, B, G), dtype)
@@ -163,10 +188,40 @@ def _check_grad_arg(fn, name, value, layout, shape, dtype):
     return v.for_kernel(a, dtype)
 
 
+def _checksum(a):
+    """A cheap fingerprint of an array's bits: their sum as unsigned integers (any
+    change to any element changes it, short of changes that cancel exactly)."""
+    if a is None or a.size == 0:
+        return 0
+    bits = a.reshape(-1).view(np.uint32 if a.itemsize == 4 else np.uint64)
+    return int(np.add.reduce(bits, dtype=np.uint64))
+
+
+def _fingerprint(inp, out):
+    """Checksums of everything a backward reads that the caller can reach: the
+    inputs (or fastrnn's converted copies of them) and ``out``."""
+    return tuple(_checksum(a) for a in (inp.x, inp.h0, inp.c0, inp.w_ih, inp.w_hh, inp.b_ih,
+                                        inp.b_hh, inp.w_hr, out))
+
+
+_FINGERPRINTED = ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr", "out")
+
+
 def _check_cache(fn, cache, cls):
     if not isinstance(cache, cls):
         raise TypeError(f"{fn}: cache must be the {cls.__name__} returned by the forward "
                         f"call with cache=True, got {type(cache).__name__}")
+    _check_unmodified(fn, cache)
+
+
+def _check_unmodified(fn, cache):
+    """The arrays a cache refers to must be as the forward left them."""
+    now = _fingerprint(cache.inputs, cache.out)
+    if now != cache.fingerprint:
+        changed = [n for n, a, b in zip(_FINGERPRINTED, now, cache.fingerprint) if a != b]
+        raise ValueError(f"{fn}: {', '.join(changed)} changed after the forward call that made "
+                         f"this cache (modified in place?); the gradient would be wrong: run "
+                         f"the forward again, or copy arrays before modifying them")
 
 
 def _start_backward(fn, cache, cls, dout, dh_n, truncate, dc_n=None, lstm=False):
@@ -189,12 +244,13 @@ def _start_backward(fn, cache, cls, dout, dh_n, truncate, dc_n=None, lstm=False)
 @dataclass(frozen=True)
 class ElmanCache:
     """What ``elman_backward`` needs from ``elman_forward``: references to the
-    (converted) inputs and to ``out``. Modifying ``out`` in place before calling
-    backward changes the gradient: copy it first."""
+    (converted) inputs and to ``out``, and their checksums: backward refuses a cache
+    whose arrays were modified in place since the forward."""
 
     inputs: _Inputs
     out: np.ndarray  # (T, B, H)
     nonlinearity: str
+    fingerprint: tuple = ()  # checksums of the inputs and out (see _fingerprint)
 
 
 @dataclass(frozen=True)
@@ -270,7 +326,7 @@ def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", 
             _elman.elman_project(out, inp.x, inp.w_ih, serial)
             _elman.elman_recurrence(out, h_n, inp.h0, inp.w_hh, _summed_bias(inp),
                                     ACTIVATIONS[nonlinearity], inp.lengths, serial)
-    return out, h_n, (ElmanCache(inp, out, nonlinearity) if cache else None)
+    return out, h_n, (ElmanCache(inp, out, nonlinearity, _fingerprint(inp, out)) if cache else None)
 
 
 def elman_backward(cache, dout, dh_n=None, truncate=None):
@@ -360,6 +416,7 @@ class LSTMCache:
     out: np.ndarray  # (T, B, P)
     gates: np.ndarray  # (T, B, 4H): i, f, g, o
     cs: np.ndarray  # (T, B, H)
+    fingerprint: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -435,18 +492,19 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=T
     v.check_flag(fn, "cache", cache)
     T, B, I, H, P = inp.shape
     out = np.empty((T, B, P), inp.dtype)
-    gates = np.empty((T, B, 4 * H), inp.dtype)
+    steps = _chunk_steps(inp, cache)
+    gates = np.empty((steps, B, 4 * H), inp.dtype)
     cs = np.empty((T if cache else 0, B, H), inp.dtype)
-    if T == 0 or B == 0:
-        h_n, c_n = inp.h0.copy(), inp.c0.copy()
-    else:
-        h_n = np.empty((B, P), inp.dtype)
-        c_n = np.empty((B, H), inp.dtype)
-        with _launch() as serial:
-            _lstm.lstm_project(gates, inp.x, inp.w_ih, serial)
-            _lstm.lstm_recurrence(out, h_n, c_n, gates, cs, inp.h0, inp.c0, inp.w_hh,
-                                  _summed_bias(inp), _no_projection(inp), inp.lengths, serial)
-    return out, h_n, c_n, (LSTMCache(inp, out, gates, cs) if cache else None)
+    h_n, c_n = inp.h0.copy(), inp.c0.copy()
+    b, w_hr = _summed_bias(inp), _no_projection(inp)
+    with _launch() as serial:
+        for t0, t1 in _chunks(T, steps) if B else ():
+            h, c = h_n.copy(), c_n.copy()  # the state carried into this chunk
+            _lstm.lstm_project(gates[: t1 - t0], inp.x[t0:t1], inp.w_ih, serial)
+            _lstm.lstm_recurrence(out[t0:t1], h_n, c_n, gates[: t1 - t0], cs[t0:t1] if cache else cs,
+                                  h, c, inp.w_hh, b, w_hr, _lengths_in(inp, t0, t1), serial)
+    return out, h_n, c_n, (LSTMCache(inp, out, gates, cs, _fingerprint(inp, out)) if cache
+                            else None)
 
 
 def lstm_backward(cache, dout, dh_n=None, dc_n=None, truncate=None):
@@ -540,6 +598,7 @@ class GRUCache:
     out: np.ndarray  # (T, B, H)
     gates: np.ndarray  # (T, B, 3H): r, z, n
     ghn: np.ndarray  # (T, B, H)
+    fingerprint: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -600,19 +659,20 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True, lengths=Non
     v.check_flag(fn, "cache", cache)
     T, B, I, H, _ = inp.shape
     out = np.empty((T, B, H), inp.dtype)
-    gates = np.empty((T, B, 3 * H), inp.dtype)
+    steps = _chunk_steps(inp, cache)
+    gates = np.empty((steps, B, 3 * H), inp.dtype)
     ghn = np.empty((T if cache else 0, B, H), inp.dtype)
-    if T == 0 or B == 0:
-        h_n = inp.h0.copy()
-    else:
-        h_n = np.empty((B, H), inp.dtype)
-        zeros = np.zeros(3 * H, inp.dtype)
-        with _launch() as serial:
-            _gru.gru_project(gates, inp.x, inp.w_ih, serial)
-            _gru.gru_recurrence(out, h_n, gates, ghn, inp.h0, inp.w_hh,
-                                zeros if inp.b_ih is None else inp.b_ih,
-                                zeros if inp.b_hh is None else inp.b_hh, inp.lengths, serial)
-    return out, h_n, (GRUCache(inp, out, gates, ghn) if cache else None)
+    h_n = inp.h0.copy()
+    zeros = np.zeros(3 * H, inp.dtype)
+    b_ih = zeros if inp.b_ih is None else inp.b_ih
+    b_hh = zeros if inp.b_hh is None else inp.b_hh
+    with _launch() as serial:
+        for t0, t1 in _chunks(T, steps) if B else ():
+            h = h_n.copy()
+            _gru.gru_project(gates[: t1 - t0], inp.x[t0:t1], inp.w_ih, serial)
+            _gru.gru_recurrence(out[t0:t1], h_n, gates[: t1 - t0], ghn[t0:t1] if cache else ghn,
+                                h, inp.w_hh, b_ih, b_hh, _lengths_in(inp, t0, t1), serial)
+    return out, h_n, (GRUCache(inp, out, gates, ghn, _fingerprint(inp, out)) if cache else None)
 
 
 def gru_backward(cache, dout, dh_n=None, truncate=None):

@@ -354,6 +354,9 @@ class _RNNBase:
         if not isinstance(cache, LayerCache) or cache.layer is not self:
             raise TypeError(f"{fn}: cache must be the LayerCache returned by this layer's "
                             f"forward, got {type(cache).__name__}")
+        for layer_caches in cache.caches:
+            for c in layer_caches:
+                F._check_unmodified(fn, c)
         T, B, L, D, P, H = cache.T, cache.B, self.num_layers, self.num_directions, self._P, \
             self.hidden_size
         k = v.check_truncate(fn, truncate)

@@ -349,3 +349,66 @@ def test_length_one_axes_with_odd_strides(name):
     g, g2 = cell.backward(cache, dout, {}), cell.backward(cache2, dout[:, 0][:, None], {})
     for n in cell.params:
         assert np.array_equal(g[n], g2[n])
+
+
+@pytest.mark.parametrize("target", ["out", "x", "w_hh", "h0", "b_hh"])
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
+def test_backward_refuses_a_cache_whose_arrays_were_modified(name, target):
+    cell = CELLS[name]
+    p = cell.make(4, 3, 2, 5)
+    out, fin, cache = cell.forward(p)
+    arr = out if target == "out" else p[target]
+    arr.flat[3] += 1e-6  # even a tiny in-place change
+    fn = {"elman": "elman_backward", "lstm": "lstm_backward", "gru": "gru_backward"}[cell.kind]
+    with pytest.raises(ValueError, match=f"{fn}: {target} changed after the forward call"):
+        cell.backward(cache, np.ones_like(out), {})
+
+
+def test_layer_backward_refuses_parameters_updated_before_backward():
+    m = fastrnn.LSTM(3, 4, num_layers=2, seed=0)
+    out, states, cache = m.forward(np.ones((5, 2, 3), np.float32))
+    for name, p in m.named_parameters():  # an optimizer step between forward and backward
+        p -= 0.1
+        break
+    with pytest.raises(ValueError, match="LSTM.backward: w_ih changed after the forward call"):
+        m.backward(cache, np.ones_like(out))
+
+
+def _kernel_specialisations():
+    import numba
+
+    from fastrnn.kernels import activations, blas, elman, gru, linalg, lstm, parallel
+    found = {}
+    for mod in (activations, blas, elman, gru, linalg, lstm, parallel):
+        for name, obj in vars(mod).items():
+            if isinstance(obj, numba.core.registry.CPUDispatcher):
+                found[f"{mod.__name__}.{name}"] = len(obj.signatures)
+    return found
+
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm_proj", "gru"])
+def test_odd_arrays_never_compile_another_kernel(name):
+    # after one ordinary call, calls with every kind of odd-but-valid array reuse the
+    # same compiled kernels (they are converted once at the boundary)
+    cell = CELLS[name]
+    p = cell.make(5, 4, 3, 6)
+
+    def both(q, **kw):
+        out, fin, cache = cell.forward(q, **kw)
+        cell.backward(cache, np.ones(out.shape), {}, truncate=2)
+        cell.backward(cache, np.ones(out.shape), {})
+        cell.forward(q, cache=False, **kw)
+
+    both(p)
+    both(p, lengths=np.array([5, 2, 5, 1]))
+    before = _kernel_specialisations()
+    variants = [lambda v: np.asfortranarray(v), _strided, _big_endian, _read_only,
+                lambda v: v.tolist(), lambda v: v.astype(np.float16).astype(np.float64),
+                lambda v: v.astype(np.int64).astype(np.float64)]
+    for f in variants:
+        both({k: None if v is None else f(v) for k, v in p.items()})
+    both(p, lengths=[5, 2, 5, 1])  # lengths as a list
+    one = {k: None if v is None else (v[:, :1] if k == "x" else v[:1] if k in ("h0", "c0") else v)
+           for k, v in p.items()}
+    both(one)  # B = 1
+    assert _kernel_specialisations() == before

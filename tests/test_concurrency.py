@@ -1,0 +1,109 @@
+"""fastrnn from many threads at once and after fork: same results as serial calls, no
+abort, whatever Numba's threading layer."""
+
+import concurrent.futures
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import fastrnn
+
+from .cells import CELLS
+
+
+def _problem(name):
+    cell = CELLS[name]
+    p = cell.make(12, 40, 8, 16, dtype=np.float32, seed=1)
+    out, fin, cache = cell.forward(p)
+    g = cell.backward(cache, np.ones_like(out), {}, truncate=4)
+    return cell, p, out, g
+
+
+def _same(cell, p, out, g):
+    o, f, c = cell.forward(p)
+    gg = cell.backward(c, np.ones_like(o), {}, truncate=4)
+    return np.array_equal(o, out) and all(np.array_equal(gg[n], g[n]) for n in cell.params)
+
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
+def test_eight_threads_at_once_match_serial_calls(name):
+    cell, p, out, g = _problem(name)
+    barrier = threading.Barrier(8)
+    results = []
+
+    def work():
+        barrier.wait()  # start together
+        results.append(all(_same(cell, p, out, g) for _ in range(5)))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [True] * 8
+
+
+def test_thread_pool_server_loop():
+    # a server-like loop: many small requests of mixed cells and sizes on a pool
+    layers = {"rnn": fastrnn.RNN(4, 8, seed=0), "lstm": fastrnn.LSTM(4, 8, num_layers=2, seed=1),
+              "gru": fastrnn.GRU(4, 8, bidirectional=True, seed=2)}
+    rng = np.random.default_rng(0)
+    requests = [(kind, rng.standard_normal((int(rng.integers(1, 30)), int(rng.integers(1, 9)), 4))
+                 .astype(np.float32)) for kind in ["rnn", "lstm", "gru"] * 20]
+    expected = [layers[k](x)[0] for k, x in requests]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(lambda r: layers[r[0]](r[1])[0], requests))
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+
+
+SCRIPT = textwrap.dedent("""
+    import os, sys, threading, multiprocessing as mp
+    import numpy as np, fastrnn
+    from fastrnn import _threads
+
+    def run(seed):
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((30, 40, 8))
+        lstm = fastrnn.LSTM(8, 16, num_layers=2, dtype=np.float64, seed=seed)
+        out, h, cache = lstm.forward(x)
+        g = lstm.backward(cache, np.ones_like(out), truncate=5)
+        return float(out.sum()), float(g.params["weight_hh_l0"].sum())
+
+    if __name__ == "__main__":
+        expected = [run(s) for s in range(4)]  # the parent uses the parallel kernels first
+        layer = _threads.threading_layer()
+        # threads at once
+        results = [None] * 4
+        def work(i):
+            results[i] = run(i)
+        ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        [t.start() for t in ts]; [t.join() for t in ts]
+        assert results == expected, "threads"
+        # forked children (multiprocessing with fork)
+        with mp.get_context("fork").Pool(2) as pool:
+            assert pool.map(run, range(4)) == expected, "fork"
+        print("ok", layer)
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layer", ["default", "workqueue"])
+def test_threads_and_fork_in_a_fresh_process(layer, tmp_path):
+    # the default layer here is GNU OpenMP (not fork-safe); workqueue is not
+    # thread-safe: fastrnn must survive both
+    if sys.platform == "win32":
+        pytest.skip("no fork on Windows")
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    env = dict(os.environ)
+    if layer != "default":
+        env["NUMBA_THREADING_LAYER"] = layer
+    res = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                         timeout=600, cwd=os.path.dirname(os.path.dirname(fastrnn.__file__)))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().startswith("ok")
