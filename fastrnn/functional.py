@@ -23,6 +23,7 @@ from ._threads import kernel_launch
 from .kernels import elman as _elman
 from .kernels import gru as _gru
 from .kernels import lstm as _lstm
+from .kernels import linalg as _linalg
 from .kernels import parallel as _parallel
 from .kernels.activations import ACTIVATIONS
 
@@ -193,8 +194,7 @@ def _checksum(a):
     change to any element changes it, short of changes that cancel exactly)."""
     if a is None or a.size == 0:
         return 0
-    bits = a.reshape(-1).view(np.uint32 if a.itemsize == 4 else np.uint64)
-    return int(np.add.reduce(bits, dtype=np.uint64))
+    return int(_linalg.bits_sum(a.reshape(-1).view(np.uint32 if a.itemsize == 4 else np.uint64)))
 
 
 def _fingerprint(inp, out):

@@ -215,3 +215,13 @@ def outer_acc(m, u, v):
         s = u[k]
         for j in range(v.shape[0]):
             m[k, j] += s * v[j]
+
+
+@jit
+def bits_sum(bits):
+    """Sum of a 1-D unsigned-integer view of an array's bits, wrapping at 2**64 (a
+    cheap checksum: vectorises, reads memory once)."""
+    s = np.uint64(0)
+    for i in range(bits.shape[0]):
+        s += np.uint64(bits[i])
+    return s
