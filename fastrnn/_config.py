@@ -44,6 +44,14 @@ def jit(fn_or_signatures=None):
 #: Decorator for kernels with ``prange`` loops (cacheable: they take no function arguments).
 jit_parallel = numba.njit(parallel=True, **_FLAGS)
 
+#: Decorator for functions that call a ``prange`` kernel. Never cached: a cached
+#: function that calls a parallel one refers to the callee's parallel-region function by
+#: a name Numba derives from an object hash, which another process's compilation can
+#: give to different code; loading such a cache segfaulted here. So only the parallel
+#: kernels themselves (and what they call) are cached, and fastrnn's own Python code
+#: calls the parallel kernels directly.
+jit_calls_parallel = numba.njit(**dict(_FLAGS, cache=False))
+
 #: Options for ``numba.extending.overload`` implementations (compiled into their callers).
 OVERLOAD_OPTIONS = dict(nogil=True, error_model="numpy", fastmath=set(FASTMATH))
 

@@ -172,6 +172,28 @@ def _sum_ages(dout):
     return dout[:, 0] if dout.shape[1] == 1 else np.ascontiguousarray(dout.sum(axis=1))
 
 
+def _project(gates, x, w_ih, serial):
+    # gates[t] = x[t] W_ih^T for all steps: one (T*B, I) x (I, G*H) product
+    T, B, I = x.shape
+    _parallel.par_matmul(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, I),
+                         np.ascontiguousarray(w_ih.T), serial)
+
+
+def _input_and_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, da_x, da_h, inp, out, serial):
+    """The whole-sequence products of backward, after the recurrence:
+    a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh  ->  dx_t = da_t W_ih,
+    dW_ih = sum_t da_t^T x_t, dW_hh = sum_t da_h_t^T h_{t-1} (h_{-1} = h0),
+    db_ih = sum da_t, db_hh = sum da_h_t (da_h differs from da_x only for the GRU)."""
+    T, B, I = inp.x.shape
+    G = da_x.shape[2]
+    TB = T * B
+    da2 = da_x.reshape(TB, G)
+    _parallel.par_matmul(dx.reshape(TB, I), da2, inp.w_ih, serial)
+    _parallel.linear_grads(dw_ih, dw_hh, db_ih, db_hh, da2, da_h.reshape(TB, G),
+                           inp.x.reshape(TB, I), inp.h0,
+                           out.reshape(TB, out.shape[2])[: TB - B], serial)
+
+
 def _ages_through(da_ages, w_ih, serial):
     # per-age gradient on the input x: da_ages (T, k, B, G) @ W_ih (G, I) -> (T, k, B, I)
     T, k, B, G = da_ages.shape
@@ -323,7 +345,7 @@ def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", 
     else:
         h_n = np.empty((B, H), inp.dtype)
         with _launch() as serial:
-            _elman.elman_project(out, inp.x, inp.w_ih, serial)
+            _project(out, inp.x, inp.w_ih, serial)
             _elman.elman_recurrence(out, h_n, inp.h0, inp.w_hh, _summed_bias(inp),
                                     ACTIVATIONS[nonlinearity], inp.lengths, serial)
     return out, h_n, (ElmanCache(inp, out, nonlinearity, _fingerprint(inp, out)) if cache else None)
@@ -396,8 +418,8 @@ def _elman_run_backward(cache, dout, dh_n, k, want_ages):
                                                   inp.w_hh, act, k, inp.lengths, serial)
                 if want_ages:
                     dx_ages = _ages_through(da_ages, inp.w_ih, serial)
-            _elman.elman_weight_grads(dx, dw_ih, dw_hh, db, da, inp.x, inp.h0, inp.w_ih, cache.out,
-                                      serial)
+            _input_and_weight_grads(dx, dw_ih, dw_hh, db, np.empty_like(db), da, da, inp,
+                                    cache.out, serial)
     has_bias = inp.b_ih is not None
     return ElmanGrads(dx, dh0, dw_ih, dw_hh, db if has_bias else None,
                       db.copy() if has_bias else None), dx_ages
@@ -500,7 +522,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=T
     with _launch() as serial:
         for t0, t1 in _chunks(T, steps) if B else ():
             h, c = h_n.copy(), c_n.copy()  # the state carried into this chunk
-            _lstm.lstm_project(gates[: t1 - t0], inp.x[t0:t1], inp.w_ih, serial)
+            _project(gates[: t1 - t0], inp.x[t0:t1], inp.w_ih, serial)
             _lstm.lstm_recurrence(out[t0:t1], h_n, c_n, gates[: t1 - t0], cs[t0:t1] if cache else cs,
                                   h, c, inp.w_hh, b, w_hr, _lengths_in(inp, t0, t1), serial)
     return out, h_n, c_n, (LSTMCache(inp, out, gates, cs, _fingerprint(inp, out)) if cache
@@ -577,8 +599,15 @@ def _lstm_run_backward(cache, dout, dh_n, dc_n, k, want_ages):
                                                 inp.lengths, serial)
                 if want_ages:
                     dx_ages = _ages_through(da_ages, inp.w_ih, serial)
-            _lstm.lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, inp.x, inp.h0,
-                                    inp.w_ih, cache.out, serial)
+            _input_and_weight_grads(dx, dw_ih, dw_hh, db, np.empty_like(db), da, da, inp,
+                                    cache.out, serial)
+            if inp.w_hr is not None:  # h_t = W_hr m_t  ->  dW_hr = sum_t dh_t^T m_t
+                TB = T * B
+                none = np.empty((TB, 0), inp.dtype)  # (no hidden term: zero-width h_prev)
+                _parallel.linear_grads(dw_hr, np.empty((P, 0), inp.dtype), np.empty(P, inp.dtype),
+                                       np.empty(P, inp.dtype), dhs.reshape(TB, P),
+                                       dhs.reshape(TB, P), ms.reshape(TB, H), none[:B], none[B:],
+                                       serial)
     has_bias = inp.b_ih is not None
     return LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db if has_bias else None,
                      db.copy() if has_bias else None,
@@ -669,7 +698,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True, lengths=Non
     with _launch() as serial:
         for t0, t1 in _chunks(T, steps) if B else ():
             h = h_n.copy()
-            _gru.gru_project(gates[: t1 - t0], inp.x[t0:t1], inp.w_ih, serial)
+            _project(gates[: t1 - t0], inp.x[t0:t1], inp.w_ih, serial)
             _gru.gru_recurrence(out[t0:t1], h_n, gates[: t1 - t0], ghn[t0:t1] if cache else ghn,
                                 h, inp.w_hh, b_ih, b_hh, _lengths_in(inp, t0, t1), serial)
     return out, h_n, (GRUCache(inp, out, gates, ghn, _fingerprint(inp, out)) if cache else None)
@@ -738,8 +767,8 @@ def _gru_run_backward(cache, dout, dh_n, k, want_ages):
                                               inp.lengths, serial)
                 if want_ages:
                     dx_ages = _ages_through(dgi_ages, inp.w_ih, serial)
-            _gru.gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, inp.x, inp.h0,
-                                  inp.w_ih, cache.out, serial)
+            _input_and_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, inp, cache.out,
+                                    serial)
     has_bias = inp.b_ih is not None
     return GRUGrads(dx, dh0, dw_ih, dw_hh, db_ih if has_bias else None,
                     db_hh if has_bias else None), dx_ages

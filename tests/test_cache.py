@@ -1,6 +1,9 @@
 """Numba's on-disk cache cannot serve stale fastrnn kernels."""
 
+import os
+
 import numpy as np
+import pytest
 
 from fastrnn import _config
 from fastrnn.kernels import lstm
@@ -30,3 +33,84 @@ def test_fingerprint_changes_with_any_kernel_source(tmp_path, monkeypatch):
     with open(pkg / "kernels" / "parallel.py", "a") as f:
         f.write("\n# an edit\n")
     assert _config._sources_fingerprint() != before
+
+
+def _kernel_dispatchers():
+    import importlib
+    import pkgutil
+
+    import numba.core.registry
+
+    import fastrnn.kernels as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        module = importlib.import_module(f"fastrnn.kernels.{info.name}")
+        for name, obj in vars(module).items():
+            if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.__module__ == module.__name__:
+                yield module, name, obj
+
+
+def test_no_cached_function_calls_a_parallel_kernel():
+    """A cached function that calls a ``prange`` kernel names the callee's parallel region
+    by a per-process hash; loading it in another process segfaulted. Such callers must
+    use ``jit_calls_parallel`` (uncached) — checked on every kernel's source."""
+    import numba.core.caching
+
+    bad = []
+    for module, name, disp in _kernel_dispatchers():
+        cached = not isinstance(disp._cache, numba.core.caching.NullCache)
+        callees = [vars(module).get(n) for n in disp.py_func.__code__.co_names]
+        calls_parallel = [c.py_func.__name__ for c in callees
+                          if getattr(c, "targetoptions", {}).get("parallel")]
+        if cached and calls_parallel:
+            bad.append((module.__name__, name, calls_parallel))
+    assert not bad
+
+
+_TWO_PROCESS = r"""
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2])
+import fastrnn
+assert fastrnn.__file__.startswith(sys.argv[1]), fastrnn.__file__
+from tests.cells import CELLS
+results = []
+for name in ("rnn_tanh", "lstm", "lstm_proj", "gru"):
+    for dtype in (np.float32, np.float64):
+        cell = CELLS[name]
+        p = cell.make(9, 70, 5, 4, dtype=dtype)
+        out, fin, cache = cell.forward(p)
+        rng = np.random.default_rng(1)
+        dfin = {k: rng.standard_normal(v.shape).astype(dtype) for k, v in fin.items()}
+        grads = cell.backward(cache, rng.standard_normal(out.shape).astype(dtype), dfin)
+        results += [out, *fin.values(), *(g for g in grads.values() if g is not None)]
+        grads = cell.backward(cache, np.ones_like(out), dfin, truncate=3)
+        results += [g for g in grads.values() if g is not None]
+        results.append(cell.forward(p, cache=False)[0])
+np.savez(sys.argv[3], *results)
+"""
+
+
+@pytest.mark.slow
+def test_caches_written_by_one_process_load_in_another(tmp_path):
+    """Compile every cell (f32/f64, forward, backward, streamed) into a fresh on-disk cache
+    in one process, then load it in a second: same results, no crash."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = os.path.dirname(_config._PACKAGE)
+    shutil.copytree(_config._PACKAGE, tmp_path / "fastrnn",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    script = tmp_path / "run.py"
+    script.write_text(_TWO_PROCESS)
+    files = []
+    for run in ("compile", "load"):
+        files.append(tmp_path / f"{run}.npz")
+        proc = subprocess.run([sys.executable, str(script), str(tmp_path), root, str(files[-1])],
+                              capture_output=True, text=True, timeout=1500)
+        assert proc.returncode == 0, (run, proc.returncode, proc.stderr[-3000:])
+    assert list((tmp_path / "fastrnn" / "kernels" / "__pycache__").glob("*.nbc"))
+    first, second = np.load(files[0]), np.load(files[1])
+    assert len(first.files) == len(second.files) > 0
+    for key in first.files:
+        np.testing.assert_array_equal(first[key], second[key])

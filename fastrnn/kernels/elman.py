@@ -27,7 +27,7 @@ so nothing but ``out`` is kept for training.
 import numpy as np
 from numba import prange
 
-from .._config import jit, jit_parallel
+from .._config import jit, jit_calls_parallel, jit_parallel
 from .activations import activate, activation_backward
 from .linalg import (BLAS_MIN_ROWS, add_into, copy_into, copy_rows, matmul, outer_acc,
                      sum_windows, transpose, vecmat_acc, vecmat_t, window_entries, zero)
@@ -37,7 +37,7 @@ from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 # forward
 
 
-@jit
+@jit_calls_parallel
 def elman_project(out, x, w_ih, serial):
     """``out[t] = x[t] W_ih^T`` for all steps: one (T*B, I) x (I, H) product.
 
@@ -88,7 +88,7 @@ def elman_recurrence(out, h_n, h0, w_hh, b, act, lengths, serial):
             _forward_chunk(out, h_n, h0, w_hh_t, b, lengths, c * size, min(B, (c + 1) * size), act)
 
 
-@jit
+@jit_calls_parallel
 def elman_forward(out, h_n, x, h0, w_ih, w_hh, b, act):
     """Whole forward pass: projection then recurrence (T >= 1).
 
@@ -156,7 +156,7 @@ def elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh, act, lengths, seri
                             min(B, (c + 1) * size), act)
 
 
-@jit
+@jit_calls_parallel
 def elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out, serial):
     """The whole-sequence products of backward, each over all T*B rows at once.
 
@@ -257,7 +257,7 @@ def elman_truncated_recurrence(da, da_ages, dh0, dout, dh_n, out, w_hh, act, k, 
                              min(B, (c + 1) * size), act, k)
 
 
-@jit
+@jit_calls_parallel
 def elman_backward(dx, dh0, dw_ih, dw_hh, db, dout, dh_n, x, h0, w_ih, w_hh, out, act, k):
     """Whole backward pass: the gradient of ``sum(out * dout) + sum(h_n * dh_n)``.
 

@@ -17,7 +17,7 @@ they are all backward needs. With ``ghn`` of 0 rows (inference) nothing extra is
 import numpy as np
 from numba import prange
 
-from .._config import jit, jit_parallel
+from .._config import jit, jit_calls_parallel, jit_parallel
 from .activations import sigmoid, tanh
 from .linalg import (BLAS_MIN_ROWS, add_into, copy_into, copy_rows, matmul, outer_acc,
                      sum_windows, transpose, vecmat_acc, vecmat_t, window_entries, zero)
@@ -27,7 +27,7 @@ from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 # forward
 
 
-@jit
+@jit_calls_parallel
 def gru_project(gates, x, w_ih, serial):
     """``gates[t] = x[t] W_ih^T`` for all steps. gates (T, B, 3H) written."""
     T, B, I = x.shape
@@ -97,7 +97,7 @@ def gru_recurrence(out, h_n, gates, ghn, h0, w_hh, b_ih, b_hh, lengths, serial):
                            min(B, (c + 1) * size))
 
 
-@jit
+@jit_calls_parallel
 def gru_forward(out, h_n, gates, ghn, x, h0, w_ih, w_hh, b_ih, b_hh):
     """Whole forward pass (T >= 1): ``gru_project`` then ``gru_recurrence``."""
     gru_project(gates, x, w_ih, False)
@@ -250,7 +250,7 @@ def gru_truncated_recurrence(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0
                              c * size, min(B, (c + 1) * size), k)
 
 
-@jit
+@jit_calls_parallel
 def gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, w_ih, out, serial):
     """The whole-sequence products: dx (T, B, I), dw_ih (3H, I), dw_hh (3H, H),
     db_ih, db_hh (3H,) written."""
@@ -264,7 +264,7 @@ def gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, w_ih, out,
                  out.reshape(TB, H)[: TB - B], serial)
 
 
-@jit
+@jit_calls_parallel
 def gru_backward(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dout, dh_n, x, h0, w_ih, w_hh, out,
                  gates, ghn, k):
     """Whole backward pass: the gradient of ``sum(out * dout) + sum(h_n * dh_n)``;

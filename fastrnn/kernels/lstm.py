@@ -20,7 +20,7 @@ too: together they are all backward needs (m_t = o * tanh(c_t) is recomputed). W
 import numpy as np
 from numba import prange
 
-from .._config import jit, jit_parallel
+from .._config import jit, jit_calls_parallel, jit_parallel
 from .activations import sigmoid, tanh
 from .linalg import (BLAS_MIN_ROWS, add_into, copy_into, copy_rows, matmul, outer_acc,
                      sum_windows, transpose, vecmat_acc, vecmat_t, window_entries, zero)
@@ -30,7 +30,7 @@ from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 # forward
 
 
-@jit
+@jit_calls_parallel
 def lstm_project(gates, x, w_ih, serial):
     """``gates[t] = x[t] W_ih^T`` for all steps. gates (T, B, 4H) written."""
     T, B, I = x.shape
@@ -119,7 +119,7 @@ def lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh, b, w_hr, lengths, se
                            min(B, (c + 1) * size))
 
 
-@jit
+@jit_calls_parallel
 def lstm_forward(out, h_n, c_n, gates, cs, x, h0, c0, w_ih, w_hh, b, w_hr):
     """Whole forward pass (T >= 1): ``lstm_project`` then ``lstm_recurrence``."""
     lstm_project(gates, x, w_ih, False)
@@ -313,7 +313,7 @@ def lstm_truncated_recurrence(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, 
                              w_hr, lengths, c * size, min(B, (c + 1) * size), k)
 
 
-@jit
+@jit_calls_parallel
 def lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, x, h0, w_ih, out, serial):
     """The whole-sequence products: dx (T, B, I), dw_ih (4H, I), dw_hh (4H, P), db (4H,)
     and, with projections, dw_hr (P, H) (else (0, 0)) written."""
@@ -334,7 +334,7 @@ def lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, x, h0, w_ih, out
                      np.empty((B, 0), da.dtype), np.empty((TB - B, 0), da.dtype), serial)
 
 
-@jit
+@jit_calls_parallel
 def lstm_backward(dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dout, dh_n, dc_n, x, h0, c0, w_ih,
                   w_hh, w_hr, out, gates, cs, k):
     """Whole backward pass: the gradient of ``sum(out * dout) + sum(h_n * dh_n)
