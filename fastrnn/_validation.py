@@ -113,6 +113,24 @@ def check_truncate(fn, truncate):
     return int(truncate)
 
 
+def check_checkpoint(fn, checkpoint, T):
+    """``checkpoint``: None, "sqrt" or an integer >= 1; returns the segment length in steps,
+    0 for "keep every step" (None, or a segment as long as the sequence)."""
+    if checkpoint is None:
+        return 0
+    if isinstance(checkpoint, str) and checkpoint == "sqrt":
+        k = int(np.ceil(np.sqrt(T)))
+    elif isinstance(checkpoint, (bool, np.bool_)) or not isinstance(checkpoint, numbers.Integral):
+        raise TypeError(f"{fn}: checkpoint must be None, 'sqrt' or an integer >= 1, "
+                        f"got {type(checkpoint).__name__} {checkpoint!r}")
+    elif checkpoint < 1:
+        raise ValueError(f"{fn}: checkpoint must be None, 'sqrt' or an integer >= 1, "
+                         f"got {checkpoint}")
+    else:
+        k = int(checkpoint)
+    return k if 1 <= k < T else 0
+
+
 def check_lengths(fn, lengths, T, B):
     """``lengths``: None, or B integers in 1..T (one per sequence); returns an int64
     array (B,) or None."""

@@ -11,12 +11,13 @@ are copied once. T = 0 or B = 0 give empty outputs (and zero gradients); sizes I
 H must be at least 1.
 """
 
+import dataclasses
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _validation as v
-from contextlib import contextmanager
 
 from ._blas_threads import single_threaded_blas
 from ._threads import kernel_launch
@@ -162,6 +163,49 @@ def _lengths_in(inp, t0, t1):
                                                                          np.int64)
 
 
+def _checkpoint_steps(fn, checkpoint, cache, inp):
+    """Segment length of a checkpointed cache (0: every step kept)."""
+    T, B = inp.x.shape[:2]
+    k = v.check_checkpoint(fn, checkpoint, T)
+    if not cache or not k or B == 0:
+        return 0
+    if inp.lengths.min() < T:
+        raise ValueError(f"{fn}: checkpoint needs full-length sequences (lengths all equal to "
+                         f"T = {T}), got lengths from {inp.lengths.min()}")
+    return k
+
+
+def _checkpointed_backward(cache, dout, finals, segment_cache, run_backward):
+    """Backward from a checkpointed cache: segment by segment, the last first. Each
+    segment's forward is recomputed from its saved start state, and the ordinary backward
+    runs on it with the gradient carried out of the later segment as its final-state
+    gradient; dx is filled in place and the weight gradients are summed over segments.
+    Memory: one segment's gates and gradients instead of the whole sequence's."""
+    inp = cache.inputs
+    T, B, I = inp.x.shape
+    dx = np.empty((T, B, I), inp.dtype)
+    segments = _chunks(T, cache.checkpoint)
+    sums = {}
+    for i in range(len(segments) - 1, -1, -1):
+        t0, t1 = segments[i]
+        g = run_backward(segment_cache(cache, i, t0, t1), dout[t0:t1], *finals, None, False)[0]
+        dx[t0:t1] = g.dx
+        finals = (g.dh0, g.dc0) if hasattr(g, "dc0") else (g.dh0,)
+        for f in dataclasses.fields(g):
+            value = getattr(g, f.name)
+            if f.name.startswith("dw") or f.name.startswith("db"):
+                sums[f.name] = value if value is None or f.name not in sums else sums[f.name] + value
+    starts = dict(dh0=finals[0], dc0=finals[1]) if len(finals) == 2 else dict(dh0=finals[0])
+    return dataclasses.replace(g, dx=dx, **starts, **sums), None
+
+
+def _segment_inputs(cache, t0, t1, c0=None):
+    # the inputs of steps t0..t1-1, starting from the state the forward carried in
+    inp = cache.inputs
+    return dataclasses.replace(inp, x=inp.x[t0:t1], h0=inp.h0 if t0 == 0 else cache.out[t0 - 1],
+                               c0=c0, lengths=np.full(inp.x.shape[1], t1 - t0, np.int64))
+
+
 def _no_ages(k, B, G, dtype):
     # the truncated kernels' per-age output, when nobody needs it
     return np.empty((0, k, B, G), dtype)
@@ -244,6 +288,13 @@ def _check_unmodified(fn, cache):
         raise ValueError(f"{fn}: {', '.join(changed)} changed after the forward call that made "
                          f"this cache (modified in place?); the gradient would be wrong: run "
                          f"the forward again, or copy arrays before modifying them")
+
+
+def _check_no_truncation(fn, cache, k):
+    if cache.checkpoint and k is not None and k < cache.inputs.x.shape[0]:
+        raise ValueError(f"{fn}: truncate={k} needs a cache with every step (this one was made "
+                         f"with checkpoint={cache.checkpoint}): checkpointed caches support full "
+                         f"BPTT only")
 
 
 def _start_backward(fn, cache, cls, dout, dh_n, truncate, dc_n=None, lstm=False):
@@ -436,9 +487,10 @@ class LSTMCache:
 
     inputs: _Inputs
     out: np.ndarray  # (T, B, P)
-    gates: np.ndarray  # (T, B, 4H): i, f, g, o
-    cs: np.ndarray  # (T, B, H)
+    gates: np.ndarray  # (T, B, 4H): i, f, g, o; None when checkpointed
+    cs: np.ndarray  # (T, B, H); checkpointed: (segments, B, H), c at each segment's start
     fingerprint: tuple = ()
+    checkpoint: int = 0  # segment length of a checkpointed cache; 0: every step kept
 
 
 @dataclass(frozen=True)
@@ -466,7 +518,7 @@ def _no_projection(inp):
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=True,
-                 lengths=None):
+                 lengths=None, checkpoint=None):
     """LSTM over a sequence, with PyTorch's equations and gate order i, f, g, o::
 
         i, f, g, o = sigma, sigma, tanh, sigma  of  W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
@@ -490,6 +542,13 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=T
     lengths : array_like of int, (B,), or None
         As ``elman_forward``: per-sequence lengths, padding outputs 0, final states at
         each sequence's last real step.
+    checkpoint : int >= 1, "sqrt" or None
+        With ``cache=True``, keep the gates and cell states of no step, only the cell
+        state at the start of every segment of ``checkpoint`` steps ("sqrt": ceil(sqrt(T))
+        steps); backward recomputes each segment's forward. The cache then takes O(T/k)
+        states instead of 5 T B H values and backward one segment's buffers instead of the
+        whole sequence's, for about one more forward pass of time. Full sequences only (no
+        ``lengths`` shorter than T), and full BPTT only.
 
     Returns
     -------
@@ -512,21 +571,46 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=T
     inp = _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates=4, c0=c0, w_hr=w_hr, lstm=True,
                         lengths=lengths)
     v.check_flag(fn, "cache", cache)
+    ck = _checkpoint_steps(fn, checkpoint, cache, inp)
     T, B, I, H, P = inp.shape
     out = np.empty((T, B, P), inp.dtype)
-    steps = _chunk_steps(inp, cache)
+    steps = ck or _chunk_steps(inp, cache)
+    chunks = _chunks(T, steps) if B else []
     gates = np.empty((steps, B, 4 * H), inp.dtype)
-    cs = np.empty((T if cache else 0, B, H), inp.dtype)
+    every = cache and not ck  # keep every step's cell state
+    cs = np.empty((T if every else 0, B, H), inp.dtype)
+    starts = np.empty((len(chunks) if ck else 0, B, H), inp.dtype)  # checkpointed c
     h_n, c_n = inp.h0.copy(), inp.c0.copy()
+    _lstm_run_forward(out, h_n, c_n, gates, cs, starts, inp, chunks)
+    if not cache:
+        return out, h_n, c_n, None
+    return out, h_n, c_n, LSTMCache(inp, out, None if ck else gates, starts if ck else cs,
+                                    _fingerprint(inp, out), ck)
+
+
+def _lstm_run_forward(out, h_n, c_n, gates, cs, starts, inp, chunks):
+    """The forward in chunks of steps; h_n, c_n hold the initial state on entry. cs (T, B, H)
+    or (0, B, H); starts (len(chunks), B, H) gets each chunk's initial c, or is (0, B, H)."""
     b, w_hr = _summed_bias(inp), _no_projection(inp)
     with _launch() as serial:
-        for t0, t1 in _chunks(T, steps) if B else ():
+        for i, (t0, t1) in enumerate(chunks):
             h, c = h_n.copy(), c_n.copy()  # the state carried into this chunk
+            if starts.shape[0]:
+                starts[i] = c
             _project(gates[: t1 - t0], inp.x[t0:t1], inp.w_ih, serial)
-            _lstm.lstm_recurrence(out[t0:t1], h_n, c_n, gates[: t1 - t0], cs[t0:t1] if cache else cs,
-                                  h, c, inp.w_hh, b, w_hr, _lengths_in(inp, t0, t1), serial)
-    return out, h_n, c_n, (LSTMCache(inp, out, gates, cs, _fingerprint(inp, out)) if cache
-                            else None)
+            _lstm.lstm_recurrence(out[t0:t1], h_n, c_n, gates[: t1 - t0],
+                                  cs[t0:t1] if cs.shape[0] else cs, h, c, inp.w_hh, b, w_hr,
+                                  _lengths_in(inp, t0, t1), serial)
+
+
+def _lstm_segment(cache, i, t0, t1):
+    # the cache of steps t0..t1-1 of a checkpointed forward, recomputed
+    seg = _segment_inputs(cache, t0, t1, c0=cache.cs[i])
+    n, B, P = t1 - t0, seg.h0.shape[0], seg.h0.shape[1]
+    H = seg.c0.shape[1]
+    out, gates, cs = (np.empty((n, B, m), seg.dtype) for m in (P, 4 * H, H))
+    _lstm_run_forward(out, seg.h0.copy(), seg.c0.copy(), gates, cs, cs[:0], seg, [(0, n)])
+    return LSTMCache(seg, out, gates, cs)
 
 
 def lstm_backward(cache, dout, dh_n=None, dc_n=None, truncate=None):
@@ -563,6 +647,7 @@ def lstm_backward(cache, dout, dh_n=None, dc_n=None, truncate=None):
     """
     inp, dout, dh_n, dc_n, k = _start_backward("lstm_backward", cache, LSTMCache, dout, dh_n,
                                                truncate, dc_n, lstm=True)
+    _check_no_truncation("lstm_backward", cache, k)
     T, B, _, _, P = inp.shape
     return _lstm_run_backward(cache, dout.reshape(T, 1, B, P), dh_n, dc_n, k, False)[0]
 
@@ -571,6 +656,9 @@ def _lstm_run_backward(cache, dout, dh_n, dc_n, k, want_ages):
     """As ``_elman_run_backward``, for the LSTM."""
     inp = cache.inputs
     T, B, I, H, P = inp.shape
+    if cache.checkpoint and T and B:
+        return _checkpointed_backward(cache, dout, (dh_n, dc_n), _lstm_segment,
+                                      _lstm_run_backward)
     dx = np.zeros((T, B, I), inp.dtype)
     dh0 = np.zeros((B, P), inp.dtype)
     dc0 = np.zeros((B, H), inp.dtype)
@@ -625,9 +713,10 @@ class GRUCache:
 
     inputs: _Inputs
     out: np.ndarray  # (T, B, H)
-    gates: np.ndarray  # (T, B, 3H): r, z, n
-    ghn: np.ndarray  # (T, B, H)
+    gates: np.ndarray  # (T, B, 3H): r, z, n; None when checkpointed
+    ghn: np.ndarray  # (T, B, H); None when checkpointed
     fingerprint: tuple = ()
+    checkpoint: int = 0  # segment length of a checkpointed cache; 0: every step kept
 
 
 @dataclass(frozen=True)
@@ -645,7 +734,8 @@ class GRUGrads:
     db_hh: np.ndarray
 
 
-def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True, lengths=None):
+def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True, lengths=None,
+                checkpoint=None):
     """GRU over a sequence, with PyTorch's equations and gate order r, z, n::
 
         r = sigma(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
@@ -665,6 +755,9 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True, lengths=Non
     cache : bool
     lengths : array_like of int, (B,), or None
         As ``elman_forward``.
+    checkpoint : int >= 1, "sqrt" or None
+        As ``lstm_forward``: the cache keeps no gates (4 T B H values); backward
+        recomputes each segment of ``checkpoint`` steps from ``out`` at its start.
 
     Returns
     -------
@@ -686,22 +779,43 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True, lengths=Non
     fn = "gru_forward"
     inp = _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates=3, lengths=lengths)
     v.check_flag(fn, "cache", cache)
+    ck = _checkpoint_steps(fn, checkpoint, cache, inp)
     T, B, I, H, _ = inp.shape
     out = np.empty((T, B, H), inp.dtype)
-    steps = _chunk_steps(inp, cache)
+    steps = ck or _chunk_steps(inp, cache)
     gates = np.empty((steps, B, 3 * H), inp.dtype)
-    ghn = np.empty((T if cache else 0, B, H), inp.dtype)
+    ghn = np.empty((T if cache and not ck else 0, B, H), inp.dtype)
     h_n = inp.h0.copy()
+    _gru_run_forward(out, h_n, gates, ghn, inp, _chunks(T, steps) if B else [])
+    if not cache:
+        return out, h_n, None
+    return out, h_n, GRUCache(inp, out, None if ck else gates, None if ck else ghn,
+                              _fingerprint(inp, out), ck)
+
+
+def _gru_run_forward(out, h_n, gates, ghn, inp, chunks):
+    """The forward in chunks of steps; h_n holds the initial state on entry; ghn (T, B, H)
+    or (0, B, H)."""
+    H = out.shape[2]
     zeros = np.zeros(3 * H, inp.dtype)
     b_ih = zeros if inp.b_ih is None else inp.b_ih
     b_hh = zeros if inp.b_hh is None else inp.b_hh
     with _launch() as serial:
-        for t0, t1 in _chunks(T, steps) if B else ():
+        for t0, t1 in chunks:
             h = h_n.copy()
             _project(gates[: t1 - t0], inp.x[t0:t1], inp.w_ih, serial)
-            _gru.gru_recurrence(out[t0:t1], h_n, gates[: t1 - t0], ghn[t0:t1] if cache else ghn,
-                                h, inp.w_hh, b_ih, b_hh, _lengths_in(inp, t0, t1), serial)
-    return out, h_n, (GRUCache(inp, out, gates, ghn, _fingerprint(inp, out)) if cache else None)
+            _gru.gru_recurrence(out[t0:t1], h_n, gates[: t1 - t0],
+                                ghn[t0:t1] if ghn.shape[0] else ghn, h, inp.w_hh, b_ih, b_hh,
+                                _lengths_in(inp, t0, t1), serial)
+
+
+def _gru_segment(cache, i, t0, t1):
+    # the cache of steps t0..t1-1 of a checkpointed forward, recomputed
+    seg = _segment_inputs(cache, t0, t1)
+    n, (B, H) = t1 - t0, seg.h0.shape
+    out, gates, ghn = (np.empty((n, B, m), seg.dtype) for m in (H, 3 * H, H))
+    _gru_run_forward(out, seg.h0.copy(), gates, ghn, seg, [(0, n)])
+    return GRUCache(seg, out, gates, ghn)
 
 
 def gru_backward(cache, dout, dh_n=None, truncate=None):
@@ -736,6 +850,7 @@ def gru_backward(cache, dout, dh_n=None, truncate=None):
     """
     inp, dout, dh_n, _, k = _start_backward("gru_backward", cache, GRUCache, dout, dh_n,
                                             truncate)
+    _check_no_truncation("gru_backward", cache, k)
     T, B, _, H, _ = inp.shape
     return _gru_run_backward(cache, dout.reshape(T, 1, B, H), dh_n, k, False)[0]
 
@@ -744,6 +859,8 @@ def _gru_run_backward(cache, dout, dh_n, k, want_ages):
     """As ``_elman_run_backward``, for the GRU."""
     inp = cache.inputs
     T, B, I, H, _ = inp.shape
+    if cache.checkpoint and T and B:
+        return _checkpointed_backward(cache, dout, (dh_n,), _gru_segment, _gru_run_backward)
     dx = np.zeros((T, B, I), inp.dtype)
     dh0 = np.zeros((B, H), inp.dtype)
     dw_ih = np.zeros((3 * H, I), inp.dtype)

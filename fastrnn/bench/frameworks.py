@@ -149,7 +149,163 @@ class Torch(_Framework):
         return run
 
 
-FRAMEWORKS = {f.name: f for f in (FastRNN, NumPy, Torch)}
+def _installed(module):
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+class Unsupported(Exception):
+    """A framework cannot run this (cell, mode, dtype): reported as n/a, not as a failure."""
+
+
+class JAX(_Framework):
+    """``lax.scan`` over the steps under ``jax.jit``; train is ``jax.vjp`` of the same
+    function (the gradient of sum(out * dout) with respect to x and W_hh)."""
+
+    name = "jax"
+
+    @staticmethod
+    def available():
+        return _installed("jax")
+
+    @staticmethod
+    def _scan(cell, H):
+        import jax.numpy as jnp
+        from jax import lax
+        from jax.nn import sigmoid as jax_sigmoid
+
+        def rnn(x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+            gi = jnp.einsum("tbi,gi->tbg", x, w_ih) + b_ih  # the input projection, one GEMM
+
+            if cell == "rnn_tanh":
+                def step(h, g):
+                    h = jnp.tanh(g + h @ w_hh.T + b_hh)
+                    return h, h
+                return lax.scan(step, h0, gi)[1]
+            if cell == "lstm":
+                def step(hc, g):
+                    h, c = hc
+                    a = g + h @ w_hh.T + b_hh
+                    i, f = jax_sigmoid(a[:, :H]), jax_sigmoid(a[:, H:2 * H])
+                    gg, o = jnp.tanh(a[:, 2 * H:3 * H]), jax_sigmoid(a[:, 3 * H:])
+                    c = f * c + i * gg
+                    h = o * jnp.tanh(c)
+                    return (h, c), h
+                return lax.scan(step, (h0, c0), gi)[1]
+
+            def step(h, g):
+                gh = h @ w_hh.T + b_hh
+                r = jax_sigmoid(g[:, :H] + gh[:, :H])
+                z = jax_sigmoid(g[:, H:2 * H] + gh[:, H:2 * H])
+                n = jnp.tanh(g[:, 2 * H:] + r * gh[:, 2 * H:])
+                h = (1 - z) * n + z * h
+                return h, h
+            return lax.scan(step, h0, gi)[1]
+
+        return rnn
+
+    @classmethod
+    def prepare(cls, cell, mode, p):
+        import jax
+
+        _check_cell(cell)
+        if p["x"].dtype == np.float64:
+            jax.config.update("jax_enable_x64", True)
+        H = p["w_hh"].shape[1]
+        rnn = cls._scan(cell, H)
+        args = [jax.device_put(p[k]) if p.get(k) is not None else None
+                for k in ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh")]
+        if args[2] is None:
+            args[2] = args[1]  # unused by rnn_tanh and gru
+        if mode == "forward":
+            f = jax.jit(rnn)
+            return lambda: {"out": np.asarray(f(*args).block_until_ready())}
+        dout = jax.device_put(p["dout"])
+
+        def train(x, h0, c0, w_ih, w_hh, b_ih, b_hh, dout):
+            out, vjp = jax.vjp(lambda x_, w_: rnn(x_, h0, c0, w_ih, w_, b_ih, b_hh), x, w_hh)
+            dx, dw_hh = vjp(dout)
+            return out, dx, dw_hh
+
+        f = jax.jit(train)
+
+        def run():
+            out, dx, dw = jax.block_until_ready(f(*args, dout))
+            return {"out": np.asarray(out), "dx": np.asarray(dx), "dw_hh": np.asarray(dw)}
+
+        return run
+
+
+class ONNXRuntime(_Framework):
+    """One ONNX ``RNN``/``LSTM``/``GRU`` node (built with ``onnx.helper``) run by ONNX
+    Runtime's CPU provider: forward only. ONNX orders the gates i, o, f, c (LSTM) and
+    z, r, h (GRU; ``linear_before_reset=1`` is PyTorch's GRU); weights are reordered."""
+
+    name = "onnxruntime"
+    threads = None  # set by the harness: the session's intra-op threads
+
+    @staticmethod
+    def available():
+        return _installed("onnxruntime") and _installed("onnx")
+
+    @staticmethod
+    def _reorder(a, cell, H):
+        if cell == "lstm":  # torch i, f, g, o -> onnx i, o, f, c
+            i, f, g, o = (a[k * H:(k + 1) * H] for k in range(4))
+            return np.concatenate([i, o, f, g])
+        if cell == "gru":  # torch r, z, n -> onnx z, r, h
+            r, z, n = (a[k * H:(k + 1) * H] for k in range(3))
+            return np.concatenate([z, r, n])
+        return a
+
+    @classmethod
+    def prepare(cls, cell, mode, p):
+        _check_cell(cell)
+        if mode != "forward":
+            raise Unsupported("forward only")
+        if p["x"].dtype != np.float32:
+            raise Unsupported("float32 only (ONNX Runtime's LSTM has no float64 kernel)")
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+
+        T, B, I = p["x"].shape
+        H = p["w_hh"].shape[1]
+        elem = TensorProto.FLOAT
+        W = cls._reorder(p["w_ih"], cell, H)[None]
+        R = cls._reorder(p["w_hh"], cell, H)[None]
+        bias = np.concatenate([cls._reorder(p["b_ih"], cell, H),
+                               cls._reorder(p["b_hh"], cell, H)])[None]
+        inputs = ["X", "W", "R", "B", "", "initial_h"]
+        feeds = {"X": p["x"], "initial_h": p["h0"][None]}
+        attrs = {"hidden_size": H}
+        if cell == "lstm":
+            inputs.append("initial_c")
+            feeds["initial_c"] = p["c0"][None]
+        if cell == "gru":
+            attrs["linear_before_reset"] = 1
+        op = {"rnn_tanh": "RNN", "lstm": "LSTM", "gru": "GRU"}[cell]
+        node = helper.make_node(op, inputs, ["Y"], **attrs)
+        value = lambda n, shape: helper.make_tensor_value_info(n, elem, shape)  # noqa: E731
+        graph = helper.make_graph(
+            [node], "rnn", [value("X", [T, B, I]), value("initial_h", [1, B, H])]
+            + ([value("initial_c", [1, B, H])] if cell == "lstm" else []),
+            [value("Y", [T, 1, B, H])],
+            initializer=[numpy_helper.from_array(a, n) for a, n in ((W, "W"), (R, "R"),
+                                                                     (bias, "B"))])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+        onnx.checker.check_model(model)
+        opts = ort.SessionOptions()
+        if cls.threads:
+            opts.intra_op_num_threads = cls.threads
+        opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(model.SerializeToString(), opts,
+                                    providers=["CPUExecutionProvider"])
+        return lambda: {"out": sess.run(["Y"], feeds)[0][:, 0]}
+
+
+FRAMEWORKS = {f.name: f for f in (FastRNN, NumPy, Torch, JAX, ONNXRuntime)}
 
 
 def reference_results(cell, mode, p):

@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from . import problems
-from .frameworks import FRAMEWORKS, reference_results
+from .frameworks import FRAMEWORKS, Unsupported, reference_results
 
 #: relative error allowed against the float64 reference, per dtype
 CHECK_TOL = {"float32": 1e-3, "float64": 1e-9}
@@ -147,9 +147,13 @@ def measure(fn, repeats, min_sample=0.02):
 
 def run_framework(name, cases, dtype, threads, repeats, peak):
     """Check and time one framework on every case, in this process (the worker)."""
+    if name == "jax" and threads == 1:  # XLA reads its flags when jax is first imported
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen"
+                                   "=false intra_op_parallelism_threads=1").strip()
     import fastrnn  # noqa: F401  (imported before the threads start, as in run())
 
     limiter = set_threads(threads)  # noqa: F841
+    FRAMEWORKS["onnxruntime"].threads = threads
     problems_ = {c: problems.make_problem(c[0], c[1], dtype) for c in cases}
     expected = {c: reference_results(c[0], c[2], problems_[c]) for c in cases}
     time.sleep(0.3)  # let the reference's BLAS threads go idle before timing
@@ -164,6 +168,10 @@ def run_framework(name, cases, dtype, threads, repeats, peak):
             fn = fw.prepare(cell, mode, p)
             res = fn()
             row["first_call_s"] = time.perf_counter() - t0
+        except Unsupported as e:
+            row.update(ok=None, error=f"n/a: {e}")
+            rows.append(row)
+            continue
         except Exception as e:  # a framework that cannot run this case is reported
             row.update(ok=False, error=f"{type(e).__name__}: {e}")
             rows.append(row)
@@ -224,6 +232,58 @@ def format_table(rows):
     lines.append("")
     lines.append("fastrnn x: that framework's median / fastrnn's median (> 1: fastrnn is faster). "
                  "first s: the first call, compilation included (not in the median).")
+    return "\n".join(lines)
+
+
+#: sizes where the issue's target is a fraction of the GEMM peak as well
+PEAK_SIZES = ("medium", "deepbench", "large_batch")
+
+
+def target_ratio(size):
+    """fastrnn's median must be at most this times the fastest alternative's."""
+    return 1.0 / 3.0 if size == "tiny" else 0.9
+
+
+def summarize(rows):
+    """Per case: fastrnn's median, the fastest alternative, their ratio and the targets."""
+    out = []
+    for cell, size, mode in dict.fromkeys((r["cell"], r["size"], r["mode"]) for r in rows):
+        case = [r for r in rows if (r["cell"], r["size"], r["mode"]) == (cell, size, mode)]
+        mine = next((r for r in case if r["framework"] == "fastrnn"), None)
+        others = [r for r in case if r["framework"] != "fastrnn" and r.get("median_s")]
+        if mine is None or not mine.get("median_s"):
+            continue
+        s = {"cell": cell, "size": size, "mode": mode, "fastrnn_s": mine["median_s"],
+             "peak_fraction": mine.get("peak_fraction")}
+        if others:
+            best = min(others, key=lambda r: r["median_s"])
+            s.update(fastest=best["framework"], fastest_s=best["median_s"],
+                     ratio=mine["median_s"] / best["median_s"])
+            s["met"] = s["ratio"] <= target_ratio(size)
+            if size in PEAK_SIZES and s["peak_fraction"] is not None:
+                s["met"] = s["met"] and s["peak_fraction"] >= 0.85
+        out.append(s)
+    return out
+
+
+def format_summary(summary):
+    head = (f"{'cell':<9}{'size':<12}{'mode':<8}{'fastrnn ms':>11}{'fastest other':>15}"
+            f"{'its ms':>10}{'ratio':>8}{'target':>8}{'% peak':>8}  met")
+    lines = [head, "-" * len(head)]
+    for s in summary:
+        pf = s.get("peak_fraction")
+        if "fastest" not in s:
+            lines.append(f"{s['cell']:<9}{s['size']:<12}{s['mode']:<8}{s['fastrnn_s'] * 1e3:>11.3f}"
+                         "  (no alternative ran)")
+            continue
+        target = f"<={target_ratio(s['size']):.2f}"
+        lines.append(
+            f"{s['cell']:<9}{s['size']:<12}{s['mode']:<8}{s['fastrnn_s'] * 1e3:>11.3f}"
+            f"{s['fastest']:>15}{s['fastest_s'] * 1e3:>10.3f}{s['ratio']:>8.2f}{target:>8}"
+            f"{(100 * pf if pf else float('nan')):>7.1f}%  {'yes' if s['met'] else 'NO'}")
+    lines.append("")
+    lines.append("ratio: fastrnn's median / the fastest alternative's (targets: tiny <= 1/3, "
+                 "others <= 0.9; medium, deepbench and large_batch also >= 85% of GEMM peak).")
     return "\n".join(lines)
 
 
@@ -297,7 +357,10 @@ def run(cells, sizes, modes, frameworks, dtype="float32", threads=None, repeats=
         rows.extend(case_rows)
     log("")
     log(format_table(rows))
-    report = {"machine": info, "results": rows}
+    summary = summarize(rows)
+    log("")
+    log(format_summary(summary))
+    report = {"machine": info, "results": rows, "summary": summary}
     if json_path:
         os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
         with open(json_path, "w") as f:
