@@ -9,7 +9,7 @@ process and is the number to quote.
 
 import pytest
 
-from fastrnn.bench.frameworks import FRAMEWORKS
+from fastrnn.bench.frameworks import FRAMEWORKS, Unsupported
 from fastrnn.bench.problems import flops
 from fastrnn.bench.harness import CHECK_TOL, check
 
@@ -19,7 +19,10 @@ def _bench(benchmark, name, case, problem):
     if not fw.available():
         pytest.skip(f"{name} is not installed")
     p, expected = problem
-    fn = fw.prepare(case[0], case[2], p)
+    try:
+        fn = fw.prepare(case[0], case[2], p)
+    except Unsupported as e:
+        pytest.skip(f"{name}: {e}")
     assert check(fn(), expected) <= CHECK_TOL["float32"]
     benchmark.extra_info["flops"] = flops(*case)
     benchmark(fn)
@@ -35,3 +38,11 @@ def test_numpy(benchmark, case, problem):
 
 def test_torch(benchmark, case, problem):
     _bench(benchmark, "torch", case, problem)
+
+
+def test_jax(benchmark, case, problem):
+    _bench(benchmark, "jax", case, problem)
+
+
+def test_onnxruntime(benchmark, case, problem):
+    _bench(benchmark, "onnxruntime", case, problem)
