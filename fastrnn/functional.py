@@ -154,6 +154,23 @@ def _chunk_steps(inp, cache):
     return max(1, min(T, STREAM_ELEMENTS // max(1, B * inp.gates * H)))
 
 
+def _out_buffer(fn, inp, keep_out, cache, width, gates):
+    """``out`` (T, B, width), or with ``keep_out=False`` a buffer for one chunk of steps."""
+    v.check_flag(fn, "keep_out", keep_out)
+    T, B = inp.x.shape[:2]
+    if keep_out:
+        return np.empty((T, B, width), inp.dtype)
+    if cache:
+        raise ValueError(f"{fn}: keep_out=False needs cache=False (backward needs out)")
+    steps = _chunk_steps(dataclasses.replace(inp, gates=gates), False)
+    return np.empty((steps, B, width), inp.dtype)
+
+
+def _out_chunk(out, T, t0, t1):
+    # this chunk's steps of out (T, B, .), or of a one-chunk buffer when out is not kept
+    return out[t0:t1] if out.shape[0] == T else out[: t1 - t0]
+
+
 def _chunks(T, steps):
     return [(t0, min(T, t0 + steps)) for t0 in range(0, T, steps)] if steps else []
 
@@ -342,7 +359,7 @@ class ElmanGrads:
 
 
 def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", cache=True,
-                  lengths=None):
+                  lengths=None, keep_out=True):
     """Elman RNN over a sequence: ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``.
 
     Parameters
@@ -362,10 +379,14 @@ def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", 
         Length of each sequence (1..T), as PyTorch's packed sequences: steps at and past
         a sequence's length are padding, their outputs are 0 and ``h_n`` is the state at
         the sequence's last real step. None: every sequence has T steps.
+    keep_out : bool
+        False (with ``cache=False``): stream through the sequence in chunks and return
+        None for ``out``, in O(B H) memory beyond the inputs, for runs of millions of
+        steps where only ``h_n`` matters.
 
     Returns
     -------
-    out : ndarray, (T, B, H)
+    out : ndarray, (T, B, H), or None with ``keep_out=False``
         h_t for every step.
     h_n : ndarray, (B, H)
         The last state (``h0`` when T = 0).
@@ -390,15 +411,17 @@ def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", 
     v.check_choice(fn, "nonlinearity", nonlinearity, ACTIVATIONS)
     v.check_flag(fn, "cache", cache)
     T, B, I, H, _ = inp.shape
-    out = np.empty((T, B, H), inp.dtype)
-    if T == 0 or B == 0:
-        h_n = inp.h0.copy()
-    else:
-        h_n = np.empty((B, H), inp.dtype)
-        with _launch() as serial:
-            _project(out, inp.x, inp.w_ih, serial)
-            _elman.elman_recurrence(out, h_n, inp.h0, inp.w_hh, _summed_bias(inp),
-                                    ACTIVATIONS[nonlinearity], inp.lengths, serial)
+    out = _out_buffer(fn, inp, keep_out, cache, H, 1)
+    h_n = inp.h0.copy()
+    b, act = _summed_bias(inp), ACTIVATIONS[nonlinearity]
+    with _launch() as serial:
+        for t0, t1 in _chunks(T, out.shape[0]) if B else ():
+            h = h_n.copy()  # the state carried into this chunk
+            o = _out_chunk(out, inp.x.shape[0], t0, t1)
+            _project(o, inp.x[t0:t1], inp.w_ih, serial)  # the recurrence runs in place in out
+            _elman.elman_recurrence(o, h_n, h, inp.w_hh, b, act, _lengths_in(inp, t0, t1), serial)
+    if not keep_out:
+        return None, h_n, None
     return out, h_n, (ElmanCache(inp, out, nonlinearity, _fingerprint(inp, out)) if cache else None)
 
 
@@ -518,7 +541,7 @@ def _no_projection(inp):
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=True,
-                 lengths=None, checkpoint=None):
+                 lengths=None, checkpoint=None, keep_out=True):
     """LSTM over a sequence, with PyTorch's equations and gate order i, f, g, o::
 
         i, f, g, o = sigma, sigma, tanh, sigma  of  W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
@@ -549,10 +572,13 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=T
         states instead of 5 T B H values and backward one segment's buffers instead of the
         whole sequence's, for about one more forward pass of time. Full sequences only (no
         ``lengths`` shorter than T), and full BPTT only.
+    keep_out : bool
+        As ``elman_forward``: False (with ``cache=False``) returns None for ``out`` and
+        runs in O(B H) memory beyond the inputs.
 
     Returns
     -------
-    out : ndarray, (T, B, P)
+    out : ndarray, (T, B, P), or None with ``keep_out=False``
     h_n : ndarray, (B, P)
     c_n : ndarray, (B, H)
     cache : LSTMCache or None
@@ -573,7 +599,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=T
     v.check_flag(fn, "cache", cache)
     ck = _checkpoint_steps(fn, checkpoint, cache, inp)
     T, B, I, H, P = inp.shape
-    out = np.empty((T, B, P), inp.dtype)
+    out = _out_buffer(fn, inp, keep_out, cache, P, 4)
     steps = ck or _chunk_steps(inp, cache)
     chunks = _chunks(T, steps) if B else []
     gates = np.empty((steps, B, 4 * H), inp.dtype)
@@ -583,7 +609,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=T
     h_n, c_n = inp.h0.copy(), inp.c0.copy()
     _lstm_run_forward(out, h_n, c_n, gates, cs, starts, inp, chunks)
     if not cache:
-        return out, h_n, c_n, None
+        return out if keep_out else None, h_n, c_n, None
     return out, h_n, c_n, LSTMCache(inp, out, None if ck else gates, starts if ck else cs,
                                     _fingerprint(inp, out), ck)
 
@@ -598,7 +624,8 @@ def _lstm_run_forward(out, h_n, c_n, gates, cs, starts, inp, chunks):
             if starts.shape[0]:
                 starts[i] = c
             _project(gates[: t1 - t0], inp.x[t0:t1], inp.w_ih, serial)
-            _lstm.lstm_recurrence(out[t0:t1], h_n, c_n, gates[: t1 - t0],
+            _lstm.lstm_recurrence(_out_chunk(out, inp.x.shape[0], t0, t1), h_n, c_n,
+                                  gates[: t1 - t0],
                                   cs[t0:t1] if cs.shape[0] else cs, h, c, inp.w_hh, b, w_hr,
                                   _lengths_in(inp, t0, t1), serial)
 
@@ -735,7 +762,7 @@ class GRUGrads:
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True, lengths=None,
-                checkpoint=None):
+                checkpoint=None, keep_out=True):
     """GRU over a sequence, with PyTorch's equations and gate order r, z, n::
 
         r = sigma(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
@@ -758,10 +785,12 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True, lengths=Non
     checkpoint : int >= 1, "sqrt" or None
         As ``lstm_forward``: the cache keeps no gates (4 T B H values); backward
         recomputes each segment of ``checkpoint`` steps from ``out`` at its start.
+    keep_out : bool
+        As ``elman_forward``: False (with ``cache=False``) returns None for ``out``.
 
     Returns
     -------
-    out : ndarray, (T, B, H)
+    out : ndarray, (T, B, H), or None with ``keep_out=False``
     h_n : ndarray, (B, H)
     cache : GRUCache or None
 
@@ -781,14 +810,14 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True, lengths=Non
     v.check_flag(fn, "cache", cache)
     ck = _checkpoint_steps(fn, checkpoint, cache, inp)
     T, B, I, H, _ = inp.shape
-    out = np.empty((T, B, H), inp.dtype)
+    out = _out_buffer(fn, inp, keep_out, cache, H, 3)
     steps = ck or _chunk_steps(inp, cache)
     gates = np.empty((steps, B, 3 * H), inp.dtype)
     ghn = np.empty((T if cache and not ck else 0, B, H), inp.dtype)
     h_n = inp.h0.copy()
     _gru_run_forward(out, h_n, gates, ghn, inp, _chunks(T, steps) if B else [])
     if not cache:
-        return out, h_n, None
+        return out if keep_out else None, h_n, None
     return out, h_n, GRUCache(inp, out, None if ck else gates, None if ck else ghn,
                               _fingerprint(inp, out), ck)
 
@@ -804,7 +833,7 @@ def _gru_run_forward(out, h_n, gates, ghn, inp, chunks):
         for t0, t1 in chunks:
             h = h_n.copy()
             _project(gates[: t1 - t0], inp.x[t0:t1], inp.w_ih, serial)
-            _gru.gru_recurrence(out[t0:t1], h_n, gates[: t1 - t0],
+            _gru.gru_recurrence(_out_chunk(out, inp.x.shape[0], t0, t1), h_n, gates[: t1 - t0],
                                 ghn[t0:t1] if ghn.shape[0] else ghn, h, inp.w_hh, b_ih, b_hh,
                                 _lengths_in(inp, t0, t1), serial)
 
