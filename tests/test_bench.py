@@ -52,6 +52,9 @@ def test_summary_picks_the_fastest_alternative_and_checks_targets():
     assert "fastest" not in s["small"]
     text = harness.format_summary(harness.summarize(rows))
     assert "NO" in text and "yes" in text and "no alternative ran" in text
+    md = harness.markdown(rows, harness.summarize(rows)).splitlines()
+    assert md[0].startswith("| cell | size | mode | fastrnn ms | numpy ms (x) | torch ms (x)")
+    assert len(md) == 2 + 3 and "**missed**" in md[2] and "| met |" in md[3]
 
 
 def test_a_wrong_framework_is_reported_and_not_timed(monkeypatch):

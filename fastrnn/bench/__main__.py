@@ -1,4 +1,5 @@
-"""``python -m fastrnn.bench``: compare fastrnn with NumPy (and PyTorch) on CPU."""
+"""``python -m fastrnn.bench``: compare fastrnn with NumPy, and PyTorch, JAX and ONNX Runtime
+when installed, on the CPU."""
 
 import argparse
 import sys
@@ -35,6 +36,7 @@ def main(argv=None):
     ap.add_argument("--json", default="bench-results/bench.json", help="where to write results")
     ap.add_argument("--plot", default="bench-results/bench.png",
                     help="where to write the plot (needs matplotlib); '' for none")
+    ap.add_argument("--markdown", default="", help="also write the table as Markdown here")
     ap.add_argument("--peak-size", type=int, default=2048, help="n of the n^3 GEMM peak probe")
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one framework's process
     a = ap.parse_args(argv)
@@ -53,7 +55,8 @@ def main(argv=None):
     if "fastrnn" not in fws:
         fws.insert(0, "fastrnn")
     run(cells, sizes, modes, fws, dtype=a.dtype, threads=a.threads, repeats=a.repeats,
-        json_path=a.json or None, plot_path=a.plot or None, peak_size=a.peak_size)
+        json_path=a.json or None, plot_path=a.plot or None, peak_size=a.peak_size,
+        markdown_path=a.markdown or None)
     return 0
 
 

@@ -287,6 +287,41 @@ def format_summary(summary):
     return "\n".join(lines)
 
 
+def markdown(rows, summary):
+    """The results as a Markdown table: one line per case, frameworks side by side."""
+    fws = list(dict.fromkeys(r["framework"] for r in rows))
+    others = [f for f in fws if f != "fastrnn"]
+    head = ["cell", "size", "mode", "fastrnn ms", *[f"{f} ms (x)" for f in others],
+            "% peak", "vs fastest", "target"]
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join(["---"] * 3 + ["---:"] * (len(head) - 3)) + "|"]
+    by_case = {(s["cell"], s["size"], s["mode"]): s for s in summary}
+    for key in dict.fromkeys((r["cell"], r["size"], r["mode"]) for r in rows):
+        case = {r["framework"]: r for r in rows if (r["cell"], r["size"], r["mode"]) == key}
+        mine = case.get("fastrnn", {})
+        cells = list(key) + [_ms(mine.get("median_s"))]
+        for f in others:
+            r = case.get(f, {})
+            if r.get("median_s"):
+                cells.append(f"{_ms(r['median_s'])} ({r.get('fastrnn_speedup', float('nan')):.2f}x)")
+            else:
+                cells.append("n/a" if str(r.get("error", "")).startswith("n/a") else "-")
+        pf = mine.get("peak_fraction")
+        cells.append(f"{100 * pf:.0f}" if pf else "-")
+        s = by_case.get(key, {})
+        cells.append(f"{s['ratio']:.2f} ({s['fastest']})" if "ratio" in s else "-")
+        cells.append(("met" if s["met"] else "**missed**") if "met" in s else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _ms(seconds):
+    if not seconds:
+        return "-"
+    ms = seconds * 1e3
+    return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
+
+
 def plot(rows, path):
     """Bar chart of median time per case, one bar per framework. Returns False without
     matplotlib."""
@@ -322,7 +357,7 @@ def plot(rows, path):
 
 
 def run(cells, sizes, modes, frameworks, dtype="float32", threads=None, repeats=7,
-        json_path=None, plot_path=None, peak_size=2048, log=print):
+        json_path=None, plot_path=None, peak_size=2048, log=print, markdown_path=None):
     """Run the comparison; returns the JSON-able report."""
     threads = threads or os.cpu_count()
     frameworks = [f for f in frameworks if FRAMEWORKS[f].available()]
@@ -361,6 +396,11 @@ def run(cells, sizes, modes, frameworks, dtype="float32", threads=None, repeats=
     log("")
     log(format_summary(summary))
     report = {"machine": info, "results": rows, "summary": summary}
+    if markdown_path:
+        os.makedirs(os.path.dirname(os.path.abspath(markdown_path)), exist_ok=True)
+        with open(markdown_path, "w") as f:
+            f.write(markdown(rows, summary) + "\n")
+        log(f"\nwrote {markdown_path}")
     if json_path:
         os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
         with open(json_path, "w") as f:
