@@ -233,11 +233,12 @@ def _sum_ages(dout):
     return dout[:, 0] if dout.shape[1] == 1 else np.ascontiguousarray(dout.sum(axis=1))
 
 
-def _project(gates, x, w_ih, serial):
-    # gates[t] = x[t] W_ih^T for all steps: one (T*B, I) x (I, G*H) product
+def _project(gates, x, w_ih_t, serial):
+    # gates[t] = x[t] W_ih^T for all steps: one (T*B, I) x (I, G*H) product; w_ih_t is
+    # W_ih^T, C-contiguous (transposed once per call, not once per chunk)
     T, B, I = x.shape
-    _parallel.par_matmul(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, I),
-                         np.ascontiguousarray(w_ih.T), serial)
+    _parallel.par_matmul(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, I), w_ih_t,
+                         serial)
 
 
 def _input_and_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, da_x, da_h, inp, out, serial):
@@ -414,11 +415,12 @@ def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", 
     out = _out_buffer(fn, inp, keep_out, cache, H, 1)
     h_n = inp.h0.copy()
     b, act = _summed_bias(inp), ACTIVATIONS[nonlinearity]
+    w_ih_t = np.ascontiguousarray(inp.w_ih.T)
     with _launch() as serial:
         for t0, t1 in _chunks(T, out.shape[0]) if B else ():
             h = h_n.copy()  # the state carried into this chunk
             o = _out_chunk(out, inp.x.shape[0], t0, t1)
-            _project(o, inp.x[t0:t1], inp.w_ih, serial)  # the recurrence runs in place in out
+            _project(o, inp.x[t0:t1], w_ih_t, serial)  # the recurrence runs in place in out
             _elman.elman_recurrence(o, h_n, h, inp.w_hh, b, act, _lengths_in(inp, t0, t1), serial)
     if not keep_out:
         return None, h_n, None
@@ -618,12 +620,13 @@ def _lstm_run_forward(out, h_n, c_n, gates, cs, starts, inp, chunks):
     """The forward in chunks of steps; h_n, c_n hold the initial state on entry. cs (T, B, H)
     or (0, B, H); starts (len(chunks), B, H) gets each chunk's initial c, or is (0, B, H)."""
     b, w_hr = _summed_bias(inp), _no_projection(inp)
+    w_ih_t = np.ascontiguousarray(inp.w_ih.T)
     with _launch() as serial:
         for i, (t0, t1) in enumerate(chunks):
             h, c = h_n.copy(), c_n.copy()  # the state carried into this chunk
             if starts.shape[0]:
                 starts[i] = c
-            _project(gates[: t1 - t0], inp.x[t0:t1], inp.w_ih, serial)
+            _project(gates[: t1 - t0], inp.x[t0:t1], w_ih_t, serial)
             _lstm.lstm_recurrence(_out_chunk(out, inp.x.shape[0], t0, t1), h_n, c_n,
                                   gates[: t1 - t0],
                                   cs[t0:t1] if cs.shape[0] else cs, h, c, inp.w_hh, b, w_hr,
@@ -829,10 +832,11 @@ def _gru_run_forward(out, h_n, gates, ghn, inp, chunks):
     zeros = np.zeros(3 * H, inp.dtype)
     b_ih = zeros if inp.b_ih is None else inp.b_ih
     b_hh = zeros if inp.b_hh is None else inp.b_hh
+    w_ih_t = np.ascontiguousarray(inp.w_ih.T)
     with _launch() as serial:
         for t0, t1 in chunks:
             h = h_n.copy()
-            _project(gates[: t1 - t0], inp.x[t0:t1], inp.w_ih, serial)
+            _project(gates[: t1 - t0], inp.x[t0:t1], w_ih_t, serial)
             _gru.gru_recurrence(_out_chunk(out, inp.x.shape[0], t0, t1), h_n, gates[: t1 - t0],
                                 ghn[t0:t1] if ghn.shape[0] else ghn, h, inp.w_hh, b_ih, b_hh,
                                 _lengths_in(inp, t0, t1), serial)
