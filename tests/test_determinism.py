@@ -95,10 +95,9 @@ def test_blas_threads_are_restored_after_a_call():
 
 def test_the_shape_used_here_really_splits_every_phase():
     from fastrnn.kernels import parallel
-    from fastrnn.kernels.linalg import BLAS_MIN_ROWS
 
     T, B, I, H = SHAPE
-    size = parallel.batch_chunk(B, H, BLAS_MIN_ROWS)
+    size = parallel.batch_chunk(B)
     assert parallel.n_chunks(B, size) >= 2  # recurrence
     assert parallel._n_parts(T * B, parallel.MIN_BLOCK, T * B * I * H) >= 2  # projection, dx
     assert parallel._n_parts(T * B, parallel.MIN_INNER, T * B * H * H) >= 2  # dW_hh

@@ -1,47 +1,114 @@
-"""The matrix helpers behind every step's product, on each of their paths."""
+"""The packed, register-tiled product behind every step of a recurrence
+(``fastrnn.kernels.tiles``), on each of its paths."""
 
 import numpy as np
 import pytest
 from numba import njit
 
-from fastrnn.kernels import linalg
+from fastrnn.kernels import tiles
 
 from .cells import CELLS
 from .conftest import assert_close
 
 
 @njit
-def _matmul(c, a, m, accumulate):
-    linalg.matmul(c, a, m, accumulate)
+def _matmul(c, a, mp, accumulate):
+    tiles.matmul(c, a, mp, accumulate)
 
 
-# (R, K, N): hand matvec (R < 4), BLAS, and the hand loop for few rows and a large m
-# (R <= 16, K*N >= 2^16), with odd sizes, column blocks and k remainders
-SHAPES = [(1, 7, 9), (3, 512, 512), (4, 256, 255), (5, 257, 300), (16, 1760, 1760),
-          (7, 3, 40000), (16, 512, 2048), (17, 512, 2048), (4, 16, 16)]
+MR, KC, MC = tiles.MR, tiles.KC, tiles.MC
+NR32 = tiles.NV * tiles.VECTOR_BYTES // 4  # panel width in float32
+
+# (R, K, N): one-row kernel (R < MR / 2) over groups of ROW_PANELS panels and single
+# panels; partial tiles (MR / 2 <= R < MR); full tiles with row remainders; several k
+# blocks (K > KC); several row blocks (R > MC); partial last panels (N % NR != 0); K = 1
+SHAPES = [(1, 7, 9), (1, 32, 4 * NR32 + 5), (3, 512, 512), (MR // 2, 256, 255),
+          (MR - 1, 257, 300), (MR, 1, 1), (MR + 1, KC + 1, 2 * NR32 + 1),
+          (2 * MR + MR // 2, 3, 37), (16, 1760, 1760), (MC + MR + 3, 2 * KC + 7, 129),
+          (4, 16, 16)]
+
+
+def _operands(R, K, N, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((R + 3, K + 5)).astype(dtype)[1:R + 1, 2:K + 2]  # a view
+    m = rng.standard_normal((K, N)).astype(dtype)
+    return a, m
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_matmul_every_path_against_numpy(shape, accumulate, dtype):
     R, K, N = shape
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((R + 3, K + 5)).astype(dtype)[1:R + 1, 2:K + 2]  # a view
-    m = rng.standard_normal((K, N)).astype(dtype)
-    c0 = rng.standard_normal((R, N)).astype(dtype)
-    c = c0.copy()
-    _matmul(c, a, m, accumulate)
+    a, m = _operands(R, K, N, dtype)
+    big = np.random.default_rng(1).standard_normal((R + 2, N + 3)).astype(dtype)
+    c = big[1:R + 1, 1:N + 1]  # a view with a row stride of its own
+    c0 = c.copy()
+    outside = big.copy()
+    _matmul(c, a, tiles.pack(m), accumulate)
     want = (c0.astype(np.float64) if accumulate else 0) + a.astype(np.float64) @ m
     assert_close(c, want.astype(dtype) if dtype == np.float32 else want, dtype, scale=10)
+    outside[1:R + 1, 1:N + 1] = c
+    assert np.array_equal(big, outside)  # nothing written outside c
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (1, 1), (2 * NR32 + 3, 40), (NR32, 3)], ids=str)
+def test_pack_layout(shape, dtype):
+    N, K = shape
+    w = np.random.default_rng(2).standard_normal((N, K)).astype(dtype)
+    mp = tiles.pack_t(w)
+    NR = tiles.panel_width(w.itemsize)
+    P = -(-N // NR)
+    assert mp.shape == (P, K, NR) and mp.dtype == dtype
+    padded = np.zeros((K, P * NR), dtype)
+    padded[:, :N] = w.T
+    assert np.array_equal(mp, padded.reshape(K, P, NR).transpose(1, 0, 2))
+    assert np.array_equal(tiles.pack(np.ascontiguousarray(w.T)), mp)
+
+
+@pytest.mark.parametrize("R", [1, 2, MR // 2, MR - 1, MR + 1, 2 * MR + 3, MC + 5])
+def test_a_row_does_not_depend_on_the_other_rows(R, dtype):
+    # every entry is summed in k order with one fused multiply-add per term, whichever
+    # kernel (row, partial or full tile) computes it: any row split gives the same bits
+    K, N = KC + 9, 3 * NR32 + 7
+    a, m = _operands(R, K, N, dtype, seed=3)
+    mp = tiles.pack(m)
+    c = np.empty((R, N), dtype)
+    _matmul(c, a, mp, False)
+    for r in {0, R // 2, R - 1}:
+        alone = np.empty((1, N), dtype)
+        _matmul(alone, a[r:r + 1], mp, False)
+        assert np.array_equal(alone[0], c[r])
+
+
+def test_nan_and_inf_stay_in_their_row(dtype):
+    R, K, N = MR + 3, 40, NR32 + 5
+    a, m = _operands(R, K, N, dtype, seed=4)
+    a[2, 7] = np.nan
+    a[MR + 1, 3] = np.inf
+    c = np.empty((R, N), dtype)
+    _matmul(c, a, tiles.pack(m), False)
+    assert np.isnan(c[2]).all()
+    assert not np.isfinite(c[MR + 1]).any()
+    others = np.delete(c, [2, MR + 1], axis=0)
+    assert np.isfinite(others).all()
+
+
+def test_empty_operands(dtype):
+    m = np.ones((0, 5), dtype)
+    c = np.full((3, 5), 7.0, dtype)
+    _matmul(c, np.ones((3, 0), dtype), tiles.pack(m), True)
+    assert (c == 7).all()
+    _matmul(c, np.ones((3, 0), dtype), tiles.pack(m), False)
+    assert (c == 0).all()
 
 
 @pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
-def test_cells_with_few_rows_and_large_weights(name, dtype):
-    # B = 5 rows and H = 128..256: the recurrent products run in the hand loop
+@pytest.mark.parametrize("B", [3, 5, 2 * MR + 1])
+def test_cells_on_each_row_path(name, B, dtype):
+    # B = 3: rows one by one; 5: a partial tile; 2 MR + 1: full tiles and a single row.
+    # H = 128..256 gives several panels and, for the backward's W_hh, several k blocks
     cell = CELLS[name]
-    B, H = 5, {"rnn_tanh": 256, "lstm": 128, "gru": 151}[name]
-    assert linalg.BLAS_MIN_ROWS <= B <= linalg.HAND_MAX_ROWS
-    assert H * cell.gates * H >= linalg.HAND_MIN_ELEMENTS
+    H = {"rnn_tanh": 256, "lstm": 128, "gru": 151}[name]
     p = cell.make(6, B, 7, H, dtype=dtype)
     out, fin, cache = cell.forward(p)
     r_out, r_fin, saved = cell.ref_forward(p)

@@ -29,9 +29,10 @@ from numba import prange
 
 from .._config import jit, jit_calls_parallel, jit_parallel
 from .activations import activate, activation_backward
-from .linalg import (BLAS_MIN_ROWS, add_into, copy_into, copy_rows, matmul, outer_acc,
+from .linalg import (add_into, copy_into, copy_rows, outer_acc,
                      sum_windows, transpose, vecmat_acc, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
+from .tiles import matmul, pack, pack_t
 
 # --------------------------------------------------------------------------------------
 # forward
@@ -78,8 +79,8 @@ def elman_recurrence(out, h_n, h0, w_hh, b, act, lengths, serial):
     lengths[r] on are padding (output 0).
     """
     B = out.shape[1]
-    w_hh_t = transpose(w_hh)  # (H_in, H_out): contiguous rows for matmul
-    size = batch_chunk(B, out.shape[2], BLAS_MIN_ROWS)
+    w_hh_t = pack_t(w_hh)  # W_hh^T, packed for matmul
+    size = batch_chunk(B)
     if serial:
         for c in range(n_chunks(B, size)):
             _forward_chunk(out, h_n, h0, w_hh_t, b, lengths, c * size, min(B, (c + 1) * size), act)
@@ -145,14 +146,15 @@ def elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh, act, lengths, seri
     lengths (B,) as in the forward.
     """
     B = out.shape[1]
-    size = batch_chunk(B, out.shape[2], BLAS_MIN_ROWS)
+    w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
+    size = batch_chunk(B)
     if serial:
         for c in range(n_chunks(B, size)):
-            _backward_chunk(da, dh0, dout, dh_n, out, w_hh, lengths, c * size,
+            _backward_chunk(da, dh0, dout, dh_n, out, w_hh_p, lengths, c * size,
                             min(B, (c + 1) * size), act)
     else:
         for c in prange(n_chunks(B, size)):
-            _backward_chunk(da, dh0, dout, dh_n, out, w_hh, lengths, c * size,
+            _backward_chunk(da, dh0, dout, dh_n, out, w_hh_p, lengths, c * size,
                             min(B, (c + 1) * size), act)
 
 
@@ -246,14 +248,15 @@ def elman_truncated_recurrence(da, da_ages, dh0, dout, dh_n, out, w_hh, act, k, 
     call ``elman_backward_recurrence`` then, which is cheaper.
     """
     B = out.shape[1]
-    size = batch_chunk(B, out.shape[2], BLAS_MIN_ROWS)
+    w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
+    size = batch_chunk(B)
     if serial:
         for c in range(n_chunks(B, size)):
-            _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh, lengths, c * size,
+            _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh_p, lengths, c * size,
                              min(B, (c + 1) * size), act, k)
     else:
         for c in prange(n_chunks(B, size)):
-            _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh, lengths, c * size,
+            _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh_p, lengths, c * size,
                              min(B, (c + 1) * size), act, k)
 
 

@@ -19,9 +19,10 @@ from numba import prange
 
 from .._config import jit, jit_calls_parallel, jit_parallel
 from .activations import sigmoid, tanh
-from .linalg import (BLAS_MIN_ROWS, add_into, copy_into, copy_rows, matmul, outer_acc,
+from .linalg import (add_into, copy_into, copy_rows, outer_acc,
                      sum_windows, transpose, vecmat_acc, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
+from .tiles import matmul, pack, pack_t
 
 # --------------------------------------------------------------------------------------
 # forward
@@ -85,8 +86,8 @@ def gru_recurrence(out, h_n, gates, ghn, h0, w_hh, b_ih, b_hh, lengths, serial):
     (steps from lengths[r] on are padding: output 0).
     """
     B = out.shape[1]
-    w_hh_t = transpose(w_hh)
-    size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
+    w_hh_t = pack_t(w_hh)  # W_hh^T, packed for matmul
+    size = batch_chunk(B)
     if serial:
         for c in range(n_chunks(B, size)):
             _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, lengths, c * size,
@@ -167,14 +168,15 @@ def gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh
     h0 (B, H); out (T, B, H); w_hh (3H, H); lengths (B,) as in the forward.
     """
     B = out.shape[1]
-    size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
+    w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
+    size = batch_chunk(B)
     if serial:
         for c in range(n_chunks(B, size)):
-            _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths, c * size,
+            _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, lengths, c * size,
                             min(B, (c + 1) * size))
     else:
         for c in prange(n_chunks(B, size)):
-            _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths, c * size,
+            _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, lengths, c * size,
                             min(B, (c + 1) * size))
 
 
@@ -239,14 +241,15 @@ def gru_truncated_recurrence(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0
     dout (T, A, B, H) entering by age (1 <= A <= k) and the per-window gradients of gi
     written to dgi_ages (T, k, B, 3H) by age, or pass a (0, k, B, 3H) array."""
     B = out.shape[1]
-    size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
+    w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
+    size = batch_chunk(B)
     if serial:
         for c in range(n_chunks(B, size)):
-            _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths,
+            _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, lengths,
                              c * size, min(B, (c + 1) * size), k)
     else:
         for c in prange(n_chunks(B, size)):
-            _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths,
+            _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, lengths,
                              c * size, min(B, (c + 1) * size), k)
 
 

@@ -1,14 +1,8 @@
-"""Small matrix helpers shared by the cell kernels.
+"""Small vector and matrix helpers shared by the cell kernels (the per-step product
+of a recurrence is ``tiles.matmul``; ``vecmat_acc``/``vecmat_t`` serve the one-step
+kernels, which take unpacked weights).
 
-Dimension key: R = rows (batch rows, or batch rows x live windows), K = inner size,
-N = output size.
-
-The recurrent product of one step is small: at simulation sizes (R = 1) a BLAS call
-costs more than the arithmetic, while from a few rows on BLAS wins by a wide margin,
-except when few rows meet a large matrix: BLAS repacks all of ``m`` on every call, and
-at 16 x 1760 x 1760 (DeepBench's RNN batch) that costs more than the products (a hand
-loop measured 1.5-2x faster there). ``matmul`` chooses by shape only, never by thread
-count, so results are reproducible.
+Dimension key: R = rows, K = inner size, N = output size.
 
 Array assignments are explicit loops here on purpose: Numba compiles a slice
 assignment such as ``a[i:j] = b[k]`` through its general broadcasting machinery,
@@ -18,82 +12,6 @@ which costs seconds of compile time per call site.
 import numpy as np
 
 from .._config import jit
-from .blas import gemm
-
-#: From this many rows on, a step's product goes to BLAS; below, a hand loop.
-BLAS_MIN_ROWS = 4
-
-#: Up to this many rows, a product with a matrix of at least ``HAND_MIN_ELEMENTS``
-#: entries runs in ``rows_matmul_acc`` instead of BLAS (see above).
-HAND_MAX_ROWS = 16
-HAND_MIN_ELEMENTS = 1 << 16
-
-#: Columns per block of ``rows_matmul_acc``: four rows of m's block stay in L1.
-HAND_COLUMNS = 512
-
-
-@jit
-def matmul(c, a, m, accumulate):
-    """``c = a @ m``, or ``c += a @ m`` with ``accumulate``.
-
-    c (R, N), a (R, K) row-major views with unit last stride; m (K, N) C-contiguous;
-    c must not overlap a or m.
-    """
-    R, K = a.shape
-    if R >= BLAS_MIN_ROWS and (R > HAND_MAX_ROWS or K * m.shape[1] < HAND_MIN_ELEMENTS):
-        gemm(c, a, m, False, False, accumulate)
-        return
-    z = c.dtype.type(0.0)
-    if R >= BLAS_MIN_ROWS:
-        if not accumulate:
-            for r in range(R):
-                cr = c[r]
-                for j in range(cr.shape[0]):
-                    cr[j] = z
-        rows_matmul_acc(c, a, m)
-        return
-    for r in range(R):
-        cr = c[r]
-        if not accumulate:
-            for j in range(cr.shape[0]):
-                cr[j] = z
-        vecmat_acc(cr, a[r], m)
-
-
-@jit
-def rows_matmul_acc(c, a, m):
-    """``c += a @ m`` for a few rows and a large m: c (R, N), a (R, K) row-major views
-    with unit last stride, m (K, N) C-contiguous.
-
-    Column blocks of ``HAND_COLUMNS``, four rows of m (k unrolled by 4) per pass, two
-    rows of c per pass so that each load of m feeds two rows. The column index is
-    unsigned: Numba then omits the negative-index check that otherwise keeps a loop
-    starting at an offset from vectorising. The summation order is fixed.
-    """
-    R, K = a.shape
-    N = c.shape[1]
-    K4 = K - K % 4
-    for jb in range(0, N, HAND_COLUMNS):
-        j0 = np.uint64(jb)
-        j1 = np.uint64(min(N, jb + HAND_COLUMNS))
-        for k in range(0, K4, 4):
-            for r in range(0, R - 1, 2):
-                s0, s1, s2, s3 = a[r, k], a[r, k + 1], a[r, k + 2], a[r, k + 3]
-                t0, t1, t2, t3 = a[r + 1, k], a[r + 1, k + 1], a[r + 1, k + 2], a[r + 1, k + 3]
-                for j in range(j0, j1):
-                    m0, m1, m2, m3 = m[k, j], m[k + 1, j], m[k + 2, j], m[k + 3, j]
-                    c[r, j] += s0 * m0 + s1 * m1 + s2 * m2 + s3 * m3
-                    c[r + 1, j] += t0 * m0 + t1 * m1 + t2 * m2 + t3 * m3
-            if R % 2:
-                r = R - 1
-                s0, s1, s2, s3 = a[r, k], a[r, k + 1], a[r, k + 2], a[r, k + 3]
-                for j in range(j0, j1):
-                    c[r, j] += s0 * m[k, j] + s1 * m[k + 1, j] + s2 * m[k + 2, j] + s3 * m[k + 3, j]
-        for k in range(K4, K):
-            for r in range(R):
-                s0 = a[r, k]
-                for j in range(j0, j1):
-                    c[r, j] += s0 * m[k, j]
 
 
 @jit

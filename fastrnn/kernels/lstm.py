@@ -22,9 +22,10 @@ from numba import prange
 
 from .._config import jit, jit_calls_parallel, jit_parallel
 from .activations import sigmoid, tanh
-from .linalg import (BLAS_MIN_ROWS, add_into, copy_into, copy_rows, matmul, outer_acc,
+from .linalg import (add_into, copy_into, copy_rows, outer_acc,
                      sum_windows, transpose, vecmat_acc, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
+from .tiles import matmul, pack, pack_t
 
 # --------------------------------------------------------------------------------------
 # forward
@@ -106,9 +107,9 @@ def lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh, b, w_hr, lengths, se
     padding: output 0).
     """
     B = out.shape[1]
-    w_hh_t = transpose(w_hh)
-    w_hr_t = transpose(w_hr)
-    size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
+    w_hh_t = pack_t(w_hh)  # W_hh^T, packed for matmul
+    w_hr_t = pack_t(w_hr)
+    size = batch_chunk(B)
     if serial:
         for c in range(n_chunks(B, size)):
             _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths, c * size,
@@ -208,14 +209,16 @@ def lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs,
     c0 (B, H); w_hh (4H, P); w_hr (P, H) or (0, 0); lengths (B,) as in the forward.
     """
     B = gates.shape[1]
-    size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
+    w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
+    w_hr_p = pack(w_hr)
+    size = batch_chunk(B)
     if serial:
         for c in range(n_chunks(B, size)):
-            _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh, w_hr,
+            _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh_p, w_hr_p,
                             lengths, c * size, min(B, (c + 1) * size))
     else:
         for c in prange(n_chunks(B, size)):
-            _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh, w_hr,
+            _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh_p, w_hr_p,
                             lengths, c * size, min(B, (c + 1) * size))
 
 
@@ -302,15 +305,17 @@ def lstm_truncated_recurrence(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, 
     with dout (T, A, B, P) entering by age (1 <= A <= k) and the per-window gate
     gradients written to da_ages (T, k, B, 4H) by age, or pass a (0, k, B, 4H) array."""
     B = gates.shape[1]
-    size = batch_chunk(B, gates.shape[2], BLAS_MIN_ROWS)
+    w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
+    w_hr_p = pack(w_hr)
+    size = batch_chunk(B)
     if serial:
         for c in range(n_chunks(B, size)):
-            _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
-                             w_hr, lengths, c * size, min(B, (c + 1) * size), k)
+            _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh_p,
+                             w_hr_p, lengths, c * size, min(B, (c + 1) * size), k)
     else:
         for c in prange(n_chunks(B, size)):
-            _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
-                             w_hr, lengths, c * size, min(B, (c + 1) * size), k)
+            _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh_p,
+                             w_hr_p, lengths, c * size, min(B, (c + 1) * size), k)
 
 
 @jit_calls_parallel

@@ -1,0 +1,278 @@
+"""Register-tiled products with a packed weight matrix: the per-step product of a
+recurrence.
+
+Each step of a recurrence multiplies a few rows (the batch) by the same weight
+matrix. A BLAS call repacks that whole matrix every step, and LLVM does not turn a
+plain loop nest into a register-blocked kernel. So the weights are packed once per
+call of a kernel (``pack``/``pack_t``) and every step's product runs a micro-kernel
+written directly in LLVM IR: a tile of MR rows x NR columns of ``c`` lives in
+vector registers for the whole inner dimension, and each step of k is NR/W vector
+loads of the packed weights, MR broadcasts of ``a`` and MR * NR/W fused
+multiply-adds.
+
+Packed layout: ``mp[p, k, :] = m[k, p*NR : (p+1)*NR]`` (P = ceil(N / NR) panels of
+NR columns, the last one zero-padded), so a panel is read front to back.
+
+Summation order: every entry of ``c`` is ``c (or 0) + a[r, 0] m[0, j] + a[r, 1]
+m[1, j] + ...``, in k order, one fused multiply-add each, whichever tile, row group,
+k block or thread computes it: a row's result never depends on the other rows.
+
+Vector width W follows the host (64-byte vectors with AVX-512, 32 with AVX, else 16):
+Numba's cache is keyed on the host CPU, so a cache never crosses machines.
+
+Dimension key: R = rows of ``a`` and ``c``, K = inner size, N = columns of ``c``.
+"""
+
+import numpy as np
+from llvmlite import binding as llvm_binding
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+from .._config import jit
+
+
+def _vector_bytes():
+    features = llvm_binding.get_host_cpu_features()
+    if features.get("avx512f", False):
+        return 64
+    if features.get("avx", False):
+        return 32
+    return 16
+
+
+#: Bytes per vector register on this host.
+VECTOR_BYTES = _vector_bytes()
+
+#: Rows of a tile: 8 with 32 vector registers (AVX-512: 16 accumulators), else 4.
+MR = 8 if VECTOR_BYTES == 64 else 4
+
+#: Vectors per row of a tile (NR = NV * W columns).
+NV = 2
+
+#: Panels per pass of the one-row kernel: its 4 * NV independent accumulators hide the
+#: latency of the fused multiply-adds.
+ROW_PANELS = 4
+
+#: Inner-dimension block: a panel's block of KC x NR entries stays in L1 while all row
+#: tiles of the rows pass over it.
+KC = 256
+
+#: Rows per block: the rows' block of MC x KC entries stays in L2 while the panels pass.
+MC = 128
+
+
+def _make_tile(mr, panels):
+    """Micro-kernel for ``mr`` rows x ``panels`` panels (NV vectors each)."""
+
+    @intrinsic
+    def tile(typingctx, c, c_off, ldc, a, a_off, lda, mp, m_off, pstride, K, rows, cols,
+             accumulate):
+        # c[c_off + i*ldc + j] (+)= sum_k a[a_off + i*lda + k] * mp[m_off + q*pstride + k*NR + u]
+        # (column j is lane u of panel q)
+        # for i < rows (rows <= mr: missing rows read row rows-1 and are not stored) and
+        # j < cols (<= panels*NR; the packed columns past cols are zeros)
+        if not (isinstance(c, types.Array) and isinstance(a, types.Array)
+                and isinstance(mp, types.Array) and c.dtype == a.dtype == mp.dtype
+                and c.dtype in (types.float32, types.float64)):
+            return None
+        intp_t = types.intp
+        sig = types.void(c, intp_t, intp_t, a, intp_t, intp_t, mp, intp_t, intp_t, intp_t,
+                         intp_t, intp_t, types.boolean)
+
+        def codegen(context, builder, sig, args):
+            c, c_off, ldc, a, a_off, lda, mp, m_off, pstride, K, rows, cols, accumulate = args
+            dtype = sig.args[0].dtype
+            size = context.get_abi_sizeof(context.get_value_type(dtype))
+            W = VECTOR_BYTES // size
+            NR = NV * W
+            nvec = panels * NV
+            ft = context.get_value_type(dtype)
+            vt = ir.VectorType(ft, W)
+            vpt = vt.as_pointer()
+            intp = context.get_value_type(types.intp)
+
+            def const(v):
+                return ir.Constant(intp, v)
+
+            cd = context.make_array(sig.args[0])(context, builder, c).data
+            ad = context.make_array(sig.args[3])(context, builder, a).data
+            md = context.make_array(sig.args[6])(context, builder, mp).data
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vt, [vt, vt, vt]),
+                f"llvm.fmuladd.v{W}{'f32' if size == 4 else 'f64'}")
+            # accumulators as allocas: LLVM promotes them to registers
+            acc = [[cgutils.alloca_once(builder, vt) for _ in range(nvec)] for _ in range(mr)]
+            for row in acc:
+                for v in row:
+                    builder.store(ir.Constant(vt, None), v)
+            last = builder.sub(rows, const(1))
+            a_rows, c_rows, live = [], [], []
+            for i in range(mr):
+                is_live = builder.icmp_signed("<", const(i), rows)
+                live.append(is_live)
+                src = builder.select(is_live, const(i), last)
+                a_rows.append(builder.gep(ad, [builder.add(a_off, builder.mul(src, lda))]))
+                c_rows.append(builder.gep(cd, [builder.add(c_off, builder.mul(const(i), ldc))]))
+            full = builder.icmp_signed("==", cols, const(nvec * W))
+
+            def c_vector(i, v):
+                return builder.bitcast(builder.gep(c_rows[i], [const(v * W)]), vpt)
+
+            def lanes(i, body):
+                # partial tile: element by element, j < cols
+                with cgutils.for_range(builder, cols) as loop:
+                    j = loop.index
+                    which = builder.sdiv(j, const(W))
+                    lane = builder.srem(j, const(W))
+                    for v in range(nvec):
+                        with builder.if_then(builder.icmp_signed("==", which, const(v))):
+                            body(acc[i][v], lane, builder.gep(c_rows[i], [j]))
+
+            def load_lane(slot, lane, ptr):
+                builder.store(builder.insert_element(builder.load(slot), builder.load(ptr), lane),
+                              slot)
+
+            def store_lane(slot, lane, ptr):
+                builder.store(builder.extract_element(builder.load(slot), lane), ptr)
+
+            with builder.if_then(accumulate):
+                for i in range(mr):
+                    with builder.if_then(live[i]):
+                        with builder.if_else(full) as (whole, partial):
+                            with whole:
+                                for v in range(nvec):
+                                    builder.store(builder.load(c_vector(i, v), align=size),
+                                                  acc[i][v])
+                            with partial:
+                                lanes(i, load_lane)
+
+            bases = [builder.gep(md, [builder.add(m_off, builder.mul(const(q), pstride))])
+                     for q in range(panels)]
+            zeros_mask = ir.Constant(ir.VectorType(ir.IntType(32), W), None)
+            with cgutils.for_range(builder, K) as loop:
+                k = loop.index
+                koff = builder.mul(k, const(NR))
+                mv = []
+                for v in range(nvec):
+                    q, u = divmod(v, NV)
+                    ptr = builder.gep(bases[q], [builder.add(koff, const(u * W))])
+                    mv.append(builder.load(builder.bitcast(ptr, vpt), align=size))
+                for i in range(mr):
+                    s = builder.load(builder.gep(a_rows[i], [k]))
+                    s = builder.insert_element(ir.Constant(vt, ir.Undefined), s,
+                                               ir.Constant(ir.IntType(32), 0))
+                    s = builder.shuffle_vector(s, ir.Constant(vt, ir.Undefined), zeros_mask)
+                    for v in range(nvec):
+                        builder.store(builder.call(fma, [s, mv[v], builder.load(acc[i][v])]),
+                                      acc[i][v])
+
+            for i in range(mr):
+                with builder.if_then(live[i]):
+                    with builder.if_else(full) as (whole, partial):
+                        with whole:
+                            for v in range(nvec):
+                                builder.store(builder.load(acc[i][v]), c_vector(i, v), align=size)
+                        with partial:
+                            lanes(i, store_lane)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+_tile = _make_tile(MR, 1)
+_row_tile = _make_tile(1, ROW_PANELS)
+_row_panel = _make_tile(1, 1)
+
+
+@jit
+def panel_width(dtype_size):
+    """Columns per panel (NR) for elements of ``dtype_size`` bytes."""
+    return NV * (VECTOR_BYTES // dtype_size)
+
+
+@jit
+def pack(m):
+    """Packed copy of m (K, N) for ``matmul``: (ceil(N / NR), K, NR)."""
+    K, N = m.shape
+    NR = panel_width(m.itemsize)
+    P = (N + NR - 1) // NR
+    mp = np.zeros((P, K, NR), m.dtype)
+    for p in range(P):
+        j0 = p * NR
+        for k in range(K):
+            mk = m[k]
+            dst = mp[p, k]
+            for j in range(min(NR, N - j0)):
+                dst[j] = mk[j0 + j]
+    return mp
+
+
+@jit
+def pack_t(w):
+    """Packed copy of w.T for w (N, K): what ``pack(w.T)`` gives, without the transpose."""
+    N, K = w.shape
+    NR = panel_width(w.itemsize)
+    P = (N + NR - 1) // NR
+    mp = np.zeros((P, K, NR), w.dtype)
+    for p in range(P):
+        j0 = p * NR
+        for j in range(min(NR, N - j0)):
+            wj = w[j0 + j]
+            dst = mp[p]
+            for k in range(K):
+                dst[k, j] = wj[k]
+    return mp
+
+
+@jit
+def matmul(c, a, mp, accumulate):
+    """``c = a @ m``, or ``c += a @ m`` with ``accumulate``, for ``mp = pack(m)``.
+
+    c (R, N), a (R, K): 2-D arrays with unit last stride (row views are fine);
+    mp (P, K, NR) from ``pack`` of an m with N columns; c must not overlap a or mp.
+    """
+    R, K = a.shape
+    N = c.shape[1]
+    if R == 0 or N == 0:
+        return
+    if K == 0:
+        if not accumulate:
+            z = c.dtype.type(0.0)
+            for r in range(R):
+                for j in range(N):
+                    c[r, j] = z
+        return
+    NR = mp.shape[2]
+    P = mp.shape[0]
+    ldc = c.strides[0] // c.itemsize if R > 1 else N
+    lda = a.strides[0] // a.itemsize if R > 1 else K
+    pstride = K * NR
+    for r0 in range(0, R, MC):
+        r1 = min(R, r0 + MC)
+        for k0 in range(0, K, KC):
+            kc = min(KC, K - k0)
+            acc = accumulate or k0 > 0
+            # full tiles of MR rows; a remainder of at least MR / 2 rows as one partial
+            # tile, a smaller one row by row
+            rt = r0 + (r1 - r0) // MR * MR
+            if r1 - rt >= MR // 2:
+                rt = r1
+            for p in range(P):
+                cols = min(NR, N - p * NR)
+                for i in range(r0, rt, MR):
+                    _tile(c, i * ldc + p * NR, ldc, a, i * lda + k0, lda, mp,
+                          p * pstride + k0 * NR, pstride, kc, min(MR, r1 - i), cols, acc)
+            for i in range(rt, r1):
+                p = 0
+                while p + ROW_PANELS <= P:
+                    _row_tile(c, i * ldc + p * NR, ldc, a, i * lda + k0, lda, mp,
+                              p * pstride + k0 * NR, pstride, kc, 1, min(ROW_PANELS * NR, N - p * NR),
+                              acc)
+                    p += ROW_PANELS
+                while p < P:
+                    _row_panel(c, i * ldc + p * NR, ldc, a, i * lda + k0, lda, mp,
+                               p * pstride + k0 * NR, pstride, kc, 1, min(NR, N - p * NR), acc)
+                    p += 1
