@@ -45,6 +45,11 @@ MIN_BLOCK = 64
 #: Smallest part of the inner dimension of a split weight-gradient GEMM.
 MIN_INNER = 256
 
+#: Smallest block of weight-gradient rows: each block's GEMM repacks the whole
+#: (T*B, N) input, so blocks of 64-128 rows ran at 0.5-0.7 of one whole GEMM at
+#: large_batch sizes (T*B = 25600, 4H = 2048), blocks of 256 at par.
+MIN_GRAD_ROWS = 256
+
 #: Largest total size (elements) of the partial products of a split inner dimension.
 MAX_PARTIALS = 1 << 22
 
@@ -177,7 +182,7 @@ def linear_grads(dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail, serial):
     P = min(_n_parts(K, MIN_INNER, work), max(1, MAX_PARTIALS // max(1, M * (N + Q + 2))))
     ksize = -(-K // P)
     P = n_chunks(K, ksize)
-    msize = M if P > 1 else -(-M // _n_parts(M, MIN_BLOCK, work))
+    msize = M if P > 1 else -(-M // _n_parts(M, MIN_GRAD_ROWS, work))
     nb = n_chunks(M, msize)
     if P == 1:  # blocks write the results directly
         px = dw_x.reshape((1, M, N))
