@@ -117,7 +117,7 @@ def elman_forward(out, h_n, x, h0, w_ih, w_hh, b, act):
 
 
 @jit
-def _backward_chunk(da, dh0, dout, dh_n, out, w_hh, lengths, r0, r1, act):
+def _backward_chunk(da, dh0, dout, dh_n, out, w_hh_p, lengths, r0, r1, act):
     T = out.shape[0]
     dh = np.zeros((r1 - r0, out.shape[2]), out.dtype)  # dL/dh_t arriving from later steps
     for t in range(T - 1, -1, -1):
@@ -133,7 +133,7 @@ def _backward_chunk(da, dh0, dout, dh_n, out, w_hh, lengths, r0, r1, act):
             # h_t = act(a_t)  ->  da_t = (dout_t + dh_t) * act'(h_t)
             activation_backward(da[t, r0 + r], dhr, out[t, r0 + r], act)
         # a_t = ... + W_hh h_{t-1}  ->  dh_{t-1} = da_t W_hh
-        matmul(dh, da[t, r0:r1], w_hh, False)
+        matmul(dh, da[t, r0:r1], w_hh_p, False)
     copy_rows(dh0[r0:r1], dh)
 
 
@@ -194,7 +194,7 @@ def elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out, serial):
 
 
 @jit
-def _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh, lengths, r0, r1, act, k):
+def _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh_p, lengths, r0, r1, act, k):
     T = out.shape[0]
     R = r1 - r0
     H = out.shape[2]
@@ -226,13 +226,13 @@ def _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh, lengths, r0, r1, a
                         zero(da_ages[t, age, r0 + r])
         if t == 0:
             # every live window reaches h0 within its k steps: dh0 = sum_a e_a W_hh
-            matmul(dh0[r0:r1], da[0, r0:r1], w_hh, False)
+            matmul(dh0[r0:r1], da[0, r0:r1], w_hh_p, False)
             break
         # a_t = ... + W_hh h_{t-1}  ->  g_{a+1}(t-1) = e_a(t) W_hh;  age k-1 expires here
         n_prop = min(n_live, k - 1)
         if n_prop > 0:
             matmul(g[1 - p, 1 : n_prop + 1].reshape(n_prop * R, H),
-                   gs[:n_prop].reshape(n_prop * R, H), w_hh, False)
+                   gs[:n_prop].reshape(n_prop * R, H), w_hh_p, False)
         p = 1 - p
 
 

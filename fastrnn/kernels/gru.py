@@ -133,7 +133,7 @@ def _cell_backward(dgi, dgh, dh_prev, dh, a, ghn, h_prev, H):
 
 
 @jit
-def _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths, r0, r1):
+def _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, lengths, r0, r1):
     T = out.shape[0]
     H = out.shape[2]
     R = r1 - r0
@@ -154,7 +154,7 @@ def _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, length
             _cell_backward(dgi[t, r0 + r], dgh[t, r0 + r], dhr, dhr, gates[t, r0 + r],
                            ghn[t, r0 + r], h_prev, H)
         # gh_t = W_hh h_{t-1} + b_hh  ->  dh_{t-1} = dh_t z + dgh_t W_hh
-        matmul(dh, dgh[t, r0:r1], w_hh, True)
+        matmul(dh, dgh[t, r0:r1], w_hh_p, True)
     copy_rows(dh0[r0:r1], dh)
 
 
@@ -172,12 +172,12 @@ def gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh
     size = batch_chunk(B)
     if serial:
         for c in range(n_chunks(B, size)):
-            _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, lengths, c * size,
-                            min(B, (c + 1) * size))
+            _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, lengths,
+                            c * size, min(B, (c + 1) * size))
     else:
         for c in prange(n_chunks(B, size)):
-            _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, lengths, c * size,
-                            min(B, (c + 1) * size))
+            _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, lengths,
+                            c * size, min(B, (c + 1) * size))
 
 
 # Truncated BPTT(k): as in elman.py, the live windows (entered at steps t..t+k-1) are
@@ -186,7 +186,7 @@ def gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh
 
 
 @jit
-def _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths,
+def _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, lengths,
                      r0, r1, k):
     T = out.shape[0]
     H = out.shape[2]
@@ -225,12 +225,12 @@ def _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w
             # every live window reaches h0: dh0 = sum_a dh_a z + dgh_0 W_hh
             for r in range(R):
                 sum_windows(dh0[r0 + r], gh[1 - p, 1:, r], n_live)
-            matmul(dh0[r0:r1], dgh[0, r0:r1], w_hh, True)
+            matmul(dh0[r0:r1], dgh[0, r0:r1], w_hh_p, True)
             break
         n_prop = min(n_live, k - 1)  # age k-1 expires at this step
         if n_prop > 0:
             matmul(gh[1 - p, 1 : n_prop + 1].reshape(n_prop * R, H),
-                   wh[:n_prop].reshape(n_prop * R, 3 * H), w_hh, True)
+                   wh[:n_prop].reshape(n_prop * R, 3 * H), w_hh_p, True)
         p = 1 - p
 
 
@@ -245,12 +245,12 @@ def gru_truncated_recurrence(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0
     size = batch_chunk(B)
     if serial:
         for c in range(n_chunks(B, size)):
-            _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, lengths,
-                             c * size, min(B, (c + 1) * size), k)
+            _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p,
+                             lengths, c * size, min(B, (c + 1) * size), k)
     else:
         for c in prange(n_chunks(B, size)):
-            _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, lengths,
-                             c * size, min(B, (c + 1) * size), k)
+            _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p,
+                             lengths, c * size, min(B, (c + 1) * size), k)
 
 
 @jit_calls_parallel

@@ -160,12 +160,12 @@ def _m_row(m, a, c, H):
 
 
 @jit
-def _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh, w_hr,
+def _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh_p, w_hr_p,
                     lengths, r0, r1):
     T = gates.shape[0]
     H = cs.shape[2]
     R = r1 - r0
-    proj = w_hr.shape[0] > 0
+    proj = w_hr_p.shape[0] > 0
     dh = np.zeros((R, dh_n.shape[1]), da.dtype)  # dL/dh_t from later steps
     dc = np.zeros((R, H), da.dtype)  # dL/dc_t from later steps
     dm = np.empty((R, H), da.dtype) if proj else dh
@@ -179,7 +179,7 @@ def _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh
                 add_into(dc[r], dc_n[r0 + r])
         if proj:  # h_t = W_hr m_t  ->  dm_t = dh_t W_hr;  dW_hr needs dh_t and m_t
             copy_rows(dhs[t, r0:r1], dh)
-            matmul(dm, dh, w_hr, False)
+            matmul(dm, dh, w_hr_p, False)
             for r in range(R):
                 if t < lengths[r0 + r]:
                     _m_row(ms[t, r0 + r], gates[t, r0 + r], cs[t, r0 + r], H)
@@ -193,7 +193,7 @@ def _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh
             _cell_backward(da[t, r0 + r], dc[r], dm[r], dc[r], gates[t, r0 + r],
                            cs[t, r0 + r], c_prev, H)
         # a_t = ... + W_hh h_{t-1}  ->  dh_{t-1} = da_t W_hh
-        matmul(dh, da[t, r0:r1], w_hh, False)
+        matmul(dh, da[t, r0:r1], w_hh_p, False)
     copy_rows(dh0[r0:r1], dh)
     copy_rows(dc0[r0:r1], dc)
 
@@ -229,14 +229,14 @@ def lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs,
 
 
 @jit
-def _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
-                     w_hr, lengths, r0, r1, k):
+def _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh_p,
+                     w_hr_p, lengths, r0, r1, k):
     T = gates.shape[0]
     H = cs.shape[2]
     G = gates.shape[2]
     R = r1 - r0
     P = dh_n.shape[1]
-    proj = w_hr.shape[0] > 0
+    proj = w_hr_p.shape[0] > 0
     gh = np.empty((2, k, R, P), da.dtype)  # dL/dh per window, by age; [p] now, [1-p] next
     gc = np.empty((2, k + 1, R, H), da.dtype)  # dL/dc per window; age k is a discard slot
     ga = np.empty((k, R, G), da.dtype)  # gate gradients per window
@@ -260,7 +260,7 @@ def _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs
                     zero(hs[a, r])
         if proj:  # h_t = W_hr m_t
             matmul(dm[:n_live].reshape(n_live * R, H), hs[:n_live].reshape(n_live * R, P),
-                   w_hr, False)
+                   w_hr_p, False)
             for r in range(R):
                 sum_windows(dhs[t, r0 + r], hs[:, r], n_live)  # the total dL/dh_t, for dW_hr
                 if t < lengths[r0 + r]:
@@ -287,14 +287,14 @@ def _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs
                         zero(da_ages[t, a, r0 + r])
         if t == 0:
             # every live window reaches h0 and c0 within its k steps
-            matmul(dh0[r0:r1], da[0, r0:r1], w_hh, False)
+            matmul(dh0[r0:r1], da[0, r0:r1], w_hh_p, False)
             for r in range(R):
                 sum_windows(dc0[r0 + r], gc[1 - p, 1:, r], n_live)
             break
         n_prop = min(n_live, k - 1)  # age k-1 expires at this step
         if n_prop > 0:
             matmul(gh[1 - p, 1 : n_prop + 1].reshape(n_prop * R, P),
-                   ga[:n_prop].reshape(n_prop * R, G), w_hh, False)
+                   ga[:n_prop].reshape(n_prop * R, G), w_hh_p, False)
         p = 1 - p
 
 
@@ -310,12 +310,12 @@ def lstm_truncated_recurrence(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, 
     size = batch_chunk(B)
     if serial:
         for c in range(n_chunks(B, size)):
-            _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh_p,
-                             w_hr_p, lengths, c * size, min(B, (c + 1) * size), k)
+            _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0,
+                             w_hh_p, w_hr_p, lengths, c * size, min(B, (c + 1) * size), k)
     else:
         for c in prange(n_chunks(B, size)):
-            _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh_p,
-                             w_hr_p, lengths, c * size, min(B, (c + 1) * size), k)
+            _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0,
+                             w_hh_p, w_hr_p, lengths, c * size, min(B, (c + 1) * size), k)
 
 
 @jit_calls_parallel

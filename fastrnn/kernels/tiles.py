@@ -269,8 +269,8 @@ def matmul(c, a, mp, accumulate):
                 p = 0
                 while p + ROW_PANELS <= P:
                     _row_tile(c, i * ldc + p * NR, ldc, a, i * lda + k0, lda, mp,
-                              p * pstride + k0 * NR, pstride, kc, 1, min(ROW_PANELS * NR, N - p * NR),
-                              acc)
+                              p * pstride + k0 * NR, pstride, kc, 1,
+                              min(ROW_PANELS * NR, N - p * NR), acc)
                     p += ROW_PANELS
                 while p < P:
                     _row_panel(c, i * ldc + p * NR, ldc, a, i * lda + k0, lda, mp,
