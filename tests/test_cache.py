@@ -67,50 +67,69 @@ def test_no_cached_function_calls_a_parallel_kernel():
     assert not bad
 
 
-_TWO_PROCESS = r"""
+_RUN_CELLS = r"""
 import sys, numpy as np
-sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2])
+sys.path.insert(0, sys.argv[1])
 import fastrnn
 assert fastrnn.__file__.startswith(sys.argv[1]), fastrnn.__file__
-from tests.cells import CELLS
-results = []
-for name in ("rnn_tanh", "lstm", "lstm_proj", "gru"):
-    for dtype in (np.float32, np.float64):
-        cell = CELLS[name]
-        p = cell.make(9, 70, 5, 4, dtype=dtype)
-        out, fin, cache = cell.forward(p)
-        rng = np.random.default_rng(1)
-        dfin = {k: rng.standard_normal(v.shape).astype(dtype) for k, v in fin.items()}
-        grads = cell.backward(cache, rng.standard_normal(out.shape).astype(dtype), dfin)
-        results += [out, *fin.values(), *(g for g in grads.values() if g is not None)]
-        grads = cell.backward(cache, np.ones_like(out), dfin, truncate=3)
-        results += [g for g in grads.values() if g is not None]
-        results.append(cell.forward(p, cache=False)[0])
-np.savez(sys.argv[3], *results)
+from tests.test_cache import kernel_cache_stats, run_every_cell
+np.savez(sys.argv[2], *run_every_cell())
+hits, misses = kernel_cache_stats()
+print(hits, misses)
 """
 
 
-@pytest.mark.slow
+def run_every_cell():
+    """Every cell (f32/f64): forward, backward, truncated backward, streamed forward."""
+    from tests.cells import CELLS
+
+    results = []
+    for name in ("rnn_tanh", "lstm", "lstm_proj", "gru"):
+        for dtype in (np.float32, np.float64):
+            cell = CELLS[name]
+            p = cell.make(9, 70, 5, 4, dtype=dtype)
+            out, fin, cache = cell.forward(p)
+            rng = np.random.default_rng(1)
+            dfin = {k: rng.standard_normal(v.shape).astype(dtype) for k, v in fin.items()}
+            grads = cell.backward(cache, rng.standard_normal(out.shape).astype(dtype), dfin)
+            results += [out, *fin.values(), *(g for g in grads.values() if g is not None)]
+            grads = cell.backward(cache, np.ones_like(out), dfin, truncate=3)
+            results += [g for g in grads.values() if g is not None]
+            results.append(cell.forward(p, cache=False)[0])
+    return results
+
+
+def kernel_cache_stats():
+    """(signatures loaded from the on-disk cache, signatures compiled) over fastrnn's
+    cached kernels in this process."""
+    import numba.core.caching
+
+    hits = misses = 0
+    for _, _, disp in _kernel_dispatchers():
+        if not isinstance(disp._cache, numba.core.caching.NullCache):
+            hits += len(disp.stats.cache_hits)
+            misses += len(disp.stats.cache_misses)
+    return hits, misses
+
+
 def test_caches_written_by_one_process_load_in_another(tmp_path):
-    """Compile every cell (f32/f64, forward, backward, streamed) into a fresh on-disk cache
-    in one process, then load it in a second: same results, no crash."""
-    import shutil
+    """Every cell (f32/f64, forward, backward, streamed) compiled here writes the on-disk
+    cache (the rest of the suite reuses these compilations); a second process loads every
+    kernel from it, compiles none, and gives the same results, without crashing."""
     import subprocess
     import sys
 
+    here = run_every_cell()
     root = os.path.dirname(_config._PACKAGE)
-    shutil.copytree(_config._PACKAGE, tmp_path / "fastrnn",
-                    ignore=shutil.ignore_patterns("__pycache__"))
     script = tmp_path / "run.py"
-    script.write_text(_TWO_PROCESS)
-    files = []
-    for run in ("compile", "load"):
-        files.append(tmp_path / f"{run}.npz")
-        proc = subprocess.run([sys.executable, str(script), str(tmp_path), root, str(files[-1])],
-                              capture_output=True, text=True, timeout=1500)
-        assert proc.returncode == 0, (run, proc.returncode, proc.stderr[-3000:])
-    assert list((tmp_path / "fastrnn" / "kernels" / "__pycache__").glob("*.nbc"))
-    first, second = np.load(files[0]), np.load(files[1])
-    assert len(first.files) == len(second.files) > 0
-    for key in first.files:
-        np.testing.assert_array_equal(first[key], second[key])
+    script.write_text(_RUN_CELLS)
+    npz = tmp_path / "loaded.npz"
+    proc = subprocess.run([sys.executable, str(script), root, str(npz)], capture_output=True,
+                          text=True, timeout=1500)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-3000:])
+    hits, misses = map(int, proc.stdout.split()[-2:])
+    assert hits > 0 and misses == 0, (hits, misses)
+    loaded = np.load(npz)
+    assert len(loaded.files) == len(here) > 0
+    for i, key in enumerate(loaded.files):
+        np.testing.assert_array_equal(loaded[key], here[i])

@@ -119,33 +119,37 @@ def _make_tile(mr, panels):
             def c_vector(i, v):
                 return builder.bitcast(builder.gep(c_rows[i], [const(v * W)]), vpt)
 
-            def lanes(i, body):
-                # partial tile: element by element, j < cols
-                with cgutils.for_range(builder, cols) as loop:
-                    j = loop.index
-                    which = builder.sdiv(j, const(W))
-                    lane = builder.srem(j, const(W))
-                    for v in range(nvec):
-                        with builder.if_then(builder.icmp_signed("==", which, const(v))):
-                            body(acc[i][v], lane, builder.gep(c_rows[i], [j]))
+            # a partial tile (cols < panels * NR) goes through a scratch tile in memory:
+            # whole vectors in registers, element copies for the columns that exist
+            scratch = cgutils.alloca_once(builder, ft, size=const(mr * nvec * W))
 
-            def load_lane(slot, lane, ptr):
-                builder.store(builder.insert_element(builder.load(slot), builder.load(ptr), lane),
-                              slot)
+            def scratch_vector(i, v):
+                return builder.bitcast(builder.gep(scratch, [const((i * nvec + v) * W)]), vpt)
 
-            def store_lane(slot, lane, ptr):
-                builder.store(builder.extract_element(builder.load(slot), lane), ptr)
+            def copy_partial(to_scratch):
+                with cgutils.for_range(builder, rows) as rloop:
+                    i = rloop.index
+                    c_row = builder.gep(cd, [builder.add(c_off, builder.mul(i, ldc))])
+                    s_row = builder.gep(scratch, [builder.mul(i, const(nvec * W))])
+                    with cgutils.for_range(builder, cols) as jloop:
+                        j = jloop.index
+                        src, dst = (c_row, s_row) if to_scratch else (s_row, c_row)
+                        builder.store(builder.load(builder.gep(src, [j])), builder.gep(dst, [j]))
 
             with builder.if_then(accumulate):
-                for i in range(mr):
-                    with builder.if_then(live[i]):
-                        with builder.if_else(full) as (whole, partial):
-                            with whole:
+                with builder.if_else(full) as (whole, partial):
+                    with whole:
+                        for i in range(mr):
+                            with builder.if_then(live[i]):
                                 for v in range(nvec):
                                     builder.store(builder.load(c_vector(i, v), align=size),
                                                   acc[i][v])
-                            with partial:
-                                lanes(i, load_lane)
+                    with partial:
+                        copy_partial(True)
+                        for i in range(mr):
+                            for v in range(nvec):
+                                builder.store(builder.load(scratch_vector(i, v), align=size),
+                                              acc[i][v])
 
             bases = [builder.gep(md, [builder.add(m_off, builder.mul(const(q), pstride))])
                      for q in range(panels)]
@@ -167,14 +171,19 @@ def _make_tile(mr, panels):
                         builder.store(builder.call(fma, [s, mv[v], builder.load(acc[i][v])]),
                                       acc[i][v])
 
-            for i in range(mr):
-                with builder.if_then(live[i]):
-                    with builder.if_else(full) as (whole, partial):
-                        with whole:
+            with builder.if_else(full) as (whole, partial):
+                with whole:
+                    for i in range(mr):
+                        with builder.if_then(live[i]):
                             for v in range(nvec):
-                                builder.store(builder.load(acc[i][v]), c_vector(i, v), align=size)
-                        with partial:
-                            lanes(i, store_lane)
+                                builder.store(builder.load(acc[i][v]), c_vector(i, v),
+                                              align=size)
+                with partial:
+                    for i in range(mr):
+                        for v in range(nvec):
+                            builder.store(builder.load(acc[i][v]), scratch_vector(i, v),
+                                          align=size)
+                    copy_partial(False)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -227,7 +236,15 @@ def pack_t(w):
     return mp
 
 
-@jit
+# One instance per dtype: every caller's row views convert to these layouts, and a literal
+# ``accumulate`` does not make a second one. Each instance's code is linked into, and
+# optimized again with, every kernel that calls it: instances cost compile time.
+_MATMUL_SIGNATURES = [types.void(types.Array(dt, 2, "A"), types.Array(dt, 2, "A"),
+                                 types.Array(dt, 3, "C"), types.boolean)
+                      for dt in (types.float32, types.float64)]
+
+
+@jit(_MATMUL_SIGNATURES)
 def matmul(c, a, mp, accumulate):
     """``c = a @ m``, or ``c += a @ m`` with ``accumulate``, for ``mp = pack(m)``.
 
