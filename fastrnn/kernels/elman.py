@@ -51,14 +51,17 @@ def elman_project(out, x, w_ih, serial):
 @jit
 def _forward_chunk(out, h_n, h0, w_hh_t, b, lengths, r0, r1, act):
     # rows r0:r1 through all T steps; out[t] holds W_ih x_t on entry
-    T = out.shape[0]
-    H = out.shape[2]
+    T, B, H = out.shape
+    R = r1 - r0
+    o2 = out.reshape(T * B, H)  # row t*B + r is out[t, r]
     for t in range(T):
-        h_prev = h0[r0:r1] if t == 0 else out[t - 1, r0:r1]
-        a = out[t, r0:r1]
-        matmul(a, h_prev, w_hh_t, True)  # a_t = W_ih x_t + W_hh h_{t-1} ...
-        for r in range(r1 - r0):
-            ar = a[r]
+        # a_t = W_ih x_t + W_hh h_{t-1} ...
+        if t == 0:
+            matmul(o2, r0, h0, r0, R, w_hh_t, True)
+        else:
+            matmul(o2, t * B + r0, o2, (t - 1) * B + r0, R, w_hh_t, True)
+        for r in range(R):
+            ar = out[t, r0 + r]
             if t >= lengths[r0 + r]:  # padding: no output, the state stays at its last step
                 zero(ar)
                 continue
@@ -118,8 +121,9 @@ def elman_forward(out, h_n, x, h0, w_ih, w_hh, b, act):
 
 @jit
 def _backward_chunk(da, dh0, dout, dh_n, out, w_hh_p, lengths, r0, r1, act):
-    T = out.shape[0]
-    dh = np.zeros((r1 - r0, out.shape[2]), out.dtype)  # dL/dh_t arriving from later steps
+    T, B, H = out.shape
+    dh = np.zeros((r1 - r0, H), out.dtype)  # dL/dh_t arriving from later steps
+    da2 = da.reshape(T * B, H)  # row t*B + r is da[t, r]
     for t in range(T - 1, -1, -1):
         for r in range(r1 - r0):
             L = lengths[r0 + r]
@@ -133,7 +137,7 @@ def _backward_chunk(da, dh0, dout, dh_n, out, w_hh_p, lengths, r0, r1, act):
             # h_t = act(a_t)  ->  da_t = (dout_t + dh_t) * act'(h_t)
             activation_backward(da[t, r0 + r], dhr, out[t, r0 + r], act)
         # a_t = ... + W_hh h_{t-1}  ->  dh_{t-1} = da_t W_hh
-        matmul(dh, da[t, r0:r1], w_hh_p, False)
+        matmul(dh, 0, da2, t * B + r0, r1 - r0, w_hh_p, False)
     copy_rows(dh0[r0:r1], dh)
 
 
@@ -195,10 +199,10 @@ def elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out, serial):
 
 @jit
 def _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh_p, lengths, r0, r1, act, k):
-    T = out.shape[0]
+    T, B, H = out.shape
     R = r1 - r0
-    H = out.shape[2]
     g = np.empty((2, k, R, H), out.dtype)  # windows by age; g[p] at step s, g[1-p] at s-1
+    g2 = g.reshape(2 * k * R, H)  # row (p*k + age)*R + r is g[p, age, r]
     p = 0
     n_prop = 0
     for t in range(T - 1, -1, -1):
@@ -226,13 +230,12 @@ def _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh_p, lengths, r0, r1,
                         zero(da_ages[t, age, r0 + r])
         if t == 0:
             # every live window reaches h0 within its k steps: dh0 = sum_a e_a W_hh
-            matmul(dh0[r0:r1], da[0, r0:r1], w_hh_p, False)
+            matmul(dh0, r0, da.reshape(T * B, H), r0, R, w_hh_p, False)
             break
         # a_t = ... + W_hh h_{t-1}  ->  g_{a+1}(t-1) = e_a(t) W_hh;  age k-1 expires here
         n_prop = min(n_live, k - 1)
         if n_prop > 0:
-            matmul(g[1 - p, 1 : n_prop + 1].reshape(n_prop * R, H),
-                   gs[:n_prop].reshape(n_prop * R, H), w_hh_p, False)
+            matmul(g2, ((1 - p) * k + 1) * R, g2, p * k * R, n_prop * R, w_hh_p, False)
         p = 1 - p
 
 

@@ -56,22 +56,26 @@ def _cell_forward(h, ghn, a, gh, h_prev, b_ih, H, keep):
 
 @jit
 def _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, lengths, r0, r1):
-    T = out.shape[0]
-    H = out.shape[2]
+    T, B, H = out.shape
     R = r1 - r0
     keep = ghn.shape[0] > 0
     gh = np.empty((R, 3 * H), out.dtype)  # W_hh h_{t-1} + b_hh of one step
+    o2 = out.reshape(T * B, H)  # row t*B + r is out[t, r]
     for t in range(T):
-        h_prev = h0[r0:r1] if t == 0 else out[t - 1, r0:r1]
         for r in range(R):
             copy_into(gh[r], b_hh)
-        matmul(gh, h_prev, w_hh_t, True)  # gh_t = W_hh h_{t-1} + b_hh
+        # gh_t = W_hh h_{t-1} + b_hh
+        if t == 0:
+            matmul(gh, 0, h0, r0, R, w_hh_t, True)
+        else:
+            matmul(gh, 0, o2, (t - 1) * B + r0, R, w_hh_t, True)
         for r in range(R):
             if t >= lengths[r0 + r]:  # padding: output 0, the state stays
                 zero(out[t, r0 + r])
                 continue
+            h_prev = h0[r0 + r] if t == 0 else out[t - 1, r0 + r]
             _cell_forward(out[t, r0 + r], ghn[t, r0 + r] if keep else gh[r], gates[t, r0 + r],
-                          gh[r], h_prev[r], b_ih, H, keep)
+                          gh[r], h_prev, b_ih, H, keep)
     for r in range(r0, r1):
         copy_into(h_n[r], out[lengths[r] - 1, r])
 
@@ -134,10 +138,10 @@ def _cell_backward(dgi, dgh, dh_prev, dh, a, ghn, h_prev, H):
 
 @jit
 def _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, lengths, r0, r1):
-    T = out.shape[0]
-    H = out.shape[2]
+    T, B, H = out.shape
     R = r1 - r0
     dh = np.zeros((R, H), dgi.dtype)  # dL/dh_t from later steps
+    dgh2 = dgh.reshape(T * B, 3 * H)  # row t*B + r is dgh[t, r]
     for t in range(T - 1, -1, -1):
         for r in range(R):
             L = lengths[r0 + r]
@@ -154,7 +158,7 @@ def _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, leng
             _cell_backward(dgi[t, r0 + r], dgh[t, r0 + r], dhr, dhr, gates[t, r0 + r],
                            ghn[t, r0 + r], h_prev, H)
         # gh_t = W_hh h_{t-1} + b_hh  ->  dh_{t-1} = dh_t z + dgh_t W_hh
-        matmul(dh, dgh[t, r0:r1], w_hh_p, True)
+        matmul(dh, 0, dgh2, t * B + r0, R, w_hh_p, True)
     copy_rows(dh0[r0:r1], dh)
 
 
@@ -188,12 +192,13 @@ def gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh
 @jit
 def _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, lengths,
                      r0, r1, k):
-    T = out.shape[0]
-    H = out.shape[2]
+    T, B, H = out.shape
     R = r1 - r0
     gh = np.empty((2, k + 1, R, H), dgi.dtype)  # dL/dh per window by age; age k: discard
     wi = np.empty((k, R, 3 * H), dgi.dtype)  # per-window gradients of gi
     wh = np.empty((k, R, 3 * H), dgi.dtype)  # per-window gradients of gh
+    gh2 = gh.reshape(2 * (k + 1) * R, H)  # row (p*(k+1) + age)*R + r is gh[p, age, r]
+    wh2 = wh.reshape(k * R, 3 * H)  # row age*R + r is wh[age, r]
     p = 0
     n_prop = 0
     for t in range(T - 1, -1, -1):
@@ -225,12 +230,11 @@ def _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w
             # every live window reaches h0: dh0 = sum_a dh_a z + dgh_0 W_hh
             for r in range(R):
                 sum_windows(dh0[r0 + r], gh[1 - p, 1:, r], n_live)
-            matmul(dh0[r0:r1], dgh[0, r0:r1], w_hh_p, True)
+            matmul(dh0, r0, dgh.reshape(T * B, 3 * H), r0, R, w_hh_p, True)
             break
         n_prop = min(n_live, k - 1)  # age k-1 expires at this step
         if n_prop > 0:
-            matmul(gh[1 - p, 1 : n_prop + 1].reshape(n_prop * R, H),
-                   wh[:n_prop].reshape(n_prop * R, 3 * H), w_hh_p, True)
+            matmul(gh2, ((1 - p) * (k + 1) + 1) * R, wh2, 0, n_prop * R, w_hh_p, True)
         p = 1 - p
 
 

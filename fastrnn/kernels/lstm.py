@@ -70,27 +70,31 @@ def _cell_forward(m, c, a, b, H):
 
 @jit
 def _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths, r0, r1):
-    T = out.shape[0]
+    T, B, P = out.shape
     H = c0.shape[1]
     R = r1 - r0
     proj = w_hr_t.shape[0] > 0
     c = np.empty((R, H), out.dtype)  # running cell state
     copy_rows(c, c0[r0:r1])
     m = np.empty((R if proj else 0, H), out.dtype)  # o * tanh(c) before W_hr
+    o2 = out.reshape(T * B, P)  # row t*B + r is out[t, r]; the same for g2 and gates
+    g2 = gates.reshape(T * B, gates.shape[2])
     for t in range(T):
-        h_prev = h0[r0:r1] if t == 0 else out[t - 1, r0:r1]
-        a = gates[t, r0:r1]
-        matmul(a, h_prev, w_hh_t, True)  # a_t = W_ih x_t + W_hh h_{t-1} (+ b below)
+        # a_t = W_ih x_t + W_hh h_{t-1} (+ b below)
+        if t == 0:
+            matmul(g2, r0, h0, r0, R, w_hh_t, True)
+        else:
+            matmul(g2, t * B + r0, o2, (t - 1) * B + r0, R, w_hh_t, True)
         for r in range(R):
             m_r = m[r] if proj else out[t, r0 + r]
             if t >= lengths[r0 + r]:  # padding: output 0, the state stays
                 zero(m_r)
             else:
-                _cell_forward(m_r, c[r], a[r], b, H)
+                _cell_forward(m_r, c[r], gates[t, r0 + r], b, H)
             if cs.shape[0] > 0:
                 copy_into(cs[t, r0 + r], c[r])
         if proj:
-            matmul(out[t, r0:r1], m, w_hr_t, False)  # h_t = W_hr m_t
+            matmul(o2, t * B + r0, m, 0, R, w_hr_t, False)  # h_t = W_hr m_t
     for r in range(r0, r1):
         copy_into(h_n[r], out[lengths[r] - 1, r])
     copy_rows(c_n[r0:r1], c)
@@ -162,10 +166,11 @@ def _m_row(m, a, c, H):
 @jit
 def _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh_p, w_hr_p,
                     lengths, r0, r1):
-    T = gates.shape[0]
+    T, B, G = gates.shape
     H = cs.shape[2]
     R = r1 - r0
     proj = w_hr_p.shape[0] > 0
+    da2 = da.reshape(T * B, G)  # row t*B + r is da[t, r]
     dh = np.zeros((R, dh_n.shape[1]), da.dtype)  # dL/dh_t from later steps
     dc = np.zeros((R, H), da.dtype)  # dL/dc_t from later steps
     dm = np.empty((R, H), da.dtype) if proj else dh
@@ -179,7 +184,7 @@ def _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh
                 add_into(dc[r], dc_n[r0 + r])
         if proj:  # h_t = W_hr m_t  ->  dm_t = dh_t W_hr;  dW_hr needs dh_t and m_t
             copy_rows(dhs[t, r0:r1], dh)
-            matmul(dm, dh, w_hr_p, False)
+            matmul(dm, 0, dh, 0, R, w_hr_p, False)
             for r in range(R):
                 if t < lengths[r0 + r]:
                     _m_row(ms[t, r0 + r], gates[t, r0 + r], cs[t, r0 + r], H)
@@ -193,7 +198,7 @@ def _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh
             _cell_backward(da[t, r0 + r], dc[r], dm[r], dc[r], gates[t, r0 + r],
                            cs[t, r0 + r], c_prev, H)
         # a_t = ... + W_hh h_{t-1}  ->  dh_{t-1} = da_t W_hh
-        matmul(dh, da[t, r0:r1], w_hh_p, False)
+        matmul(dh, 0, da2, t * B + r0, R, w_hh_p, False)
     copy_rows(dh0[r0:r1], dh)
     copy_rows(dc0[r0:r1], dc)
 
@@ -231,9 +236,8 @@ def lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs,
 @jit
 def _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh_p,
                      w_hr_p, lengths, r0, r1, k):
-    T = gates.shape[0]
+    T, B, G = gates.shape
     H = cs.shape[2]
-    G = gates.shape[2]
     R = r1 - r0
     P = dh_n.shape[1]
     proj = w_hr_p.shape[0] > 0
@@ -241,6 +245,10 @@ def _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs
     gc = np.empty((2, k + 1, R, H), da.dtype)  # dL/dc per window; age k is a discard slot
     ga = np.empty((k, R, G), da.dtype)  # gate gradients per window
     dm = np.empty((k if proj else 0, R, H), da.dtype)  # dL/dm per window
+    # as 2-D row stacks for matmul: row (p*k + age)*R + r is gh[p, age, r], and so on
+    gh2 = gh.reshape(2 * k * R, P)
+    ga2 = ga.reshape(k * R, G)
+    dm2 = dm.reshape(dm.shape[0] * R, H)
     p = 0
     n_prop = 0
     for t in range(T - 1, -1, -1):
@@ -259,8 +267,7 @@ def _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs
                 for a in range(n_live):
                     zero(hs[a, r])
         if proj:  # h_t = W_hr m_t
-            matmul(dm[:n_live].reshape(n_live * R, H), hs[:n_live].reshape(n_live * R, P),
-                   w_hr_p, False)
+            matmul(dm2, 0, gh2, p * k * R, n_live * R, w_hr_p, False)
             for r in range(R):
                 sum_windows(dhs[t, r0 + r], hs[:, r], n_live)  # the total dL/dh_t, for dW_hr
                 if t < lengths[r0 + r]:
@@ -287,14 +294,13 @@ def _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs
                         zero(da_ages[t, a, r0 + r])
         if t == 0:
             # every live window reaches h0 and c0 within its k steps
-            matmul(dh0[r0:r1], da[0, r0:r1], w_hh_p, False)
+            matmul(dh0, r0, da.reshape(T * B, G), r0, R, w_hh_p, False)
             for r in range(R):
                 sum_windows(dc0[r0 + r], gc[1 - p, 1:, r], n_live)
             break
         n_prop = min(n_live, k - 1)  # age k-1 expires at this step
         if n_prop > 0:
-            matmul(gh[1 - p, 1 : n_prop + 1].reshape(n_prop * R, P),
-                   ga[:n_prop].reshape(n_prop * R, G), w_hh_p, False)
+            matmul(gh2, ((1 - p) * k + 1) * R, ga2, 0, n_prop * R, w_hh_p, False)
         p = 1 - p
 
 

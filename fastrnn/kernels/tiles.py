@@ -202,13 +202,40 @@ def panel_width(dtype_size):
     return NV * (VECTOR_BYTES // dtype_size)
 
 
+@intrinsic
+def _address(typingctx, a):
+    # the address of a's first element, as an integer
+    if not isinstance(a, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        return builder.ptrtoint(data, context.get_value_type(types.intp))
+
+    return types.intp(a), codegen
+
+
+@jit
+def _aligned_zeros(P, K, NR, dtype_like):
+    # zeros (P, K, NR) starting on a VECTOR_BYTES boundary: the micro-kernels load whole
+    # vectors of the packed weights, and a vector that straddles two cache lines costs
+    # two loads (Numba allocates on 32-byte boundaries; with AVX-512 that made the
+    # one-row kernel 2-4x slower, measured)
+    itemsize = dtype_like.itemsize
+    n = P * K * NR
+    buf = np.zeros(n + VECTOR_BYTES // itemsize, dtype_like.dtype)
+    skip = (-_address(buf)) % VECTOR_BYTES // itemsize
+    return buf[skip : skip + n].reshape(P, K, NR)
+
+
 @jit
 def pack(m):
-    """Packed copy of m (K, N) for ``matmul``: (ceil(N / NR), K, NR)."""
+    """Packed copy of m (K, N) for ``matmul``: (ceil(N / NR), K, NR), its first element
+    on a vector boundary."""
     K, N = m.shape
     NR = panel_width(m.itemsize)
     P = (N + NR - 1) // NR
-    mp = np.zeros((P, K, NR), m.dtype)
+    mp = _aligned_zeros(P, K, NR, m)
     for p in range(P):
         j0 = p * NR
         for k in range(K):
@@ -225,7 +252,7 @@ def pack_t(w):
     N, K = w.shape
     NR = panel_width(w.itemsize)
     P = (N + NR - 1) // NR
-    mp = np.zeros((P, K, NR), w.dtype)
+    mp = _aligned_zeros(P, K, NR, w)
     for p in range(P):
         j0 = p * NR
         for j in range(min(NR, N - j0)):
@@ -236,36 +263,42 @@ def pack_t(w):
     return mp
 
 
-# One instance per dtype: every caller's row views convert to these layouts, and a literal
-# ``accumulate`` does not make a second one. Each instance's code is linked into, and
-# optimized again with, every kernel that calls it: instances cost compile time.
-_MATMUL_SIGNATURES = [types.void(types.Array(dt, 2, "A"), types.Array(dt, 2, "A"),
-                                 types.Array(dt, 3, "C"), types.boolean)
+# One instance per dtype. It takes whole arrays and row offsets rather than row views:
+# a view that lives across a call that is not inlined costs two atomic reference-count
+# updates, more than a 1 x 32 x 32 product, and the callers' per-step loops would make
+# one per step. Its code is linked into, and optimized again with, every kernel that
+# calls it: instances cost compile time.
+_MATMUL_SIGNATURES = [types.void(types.Array(dt, 2, "C"), types.intp, types.Array(dt, 2, "C"),
+                                 types.intp, types.intp, types.Array(dt, 3, "C"),
+                                 types.boolean)
                       for dt in (types.float32, types.float64)]
 
 
 @jit(_MATMUL_SIGNATURES)
-def matmul(c, a, mp, accumulate):
-    """``c = a @ m``, or ``c += a @ m`` with ``accumulate``, for ``mp = pack(m)``.
+def matmul(c, ci, a, ai, R, mp, accumulate):
+    """``c[ci:ci+R] = a[ai:ai+R] @ m``, or ``+=`` with ``accumulate``, for ``mp = pack(m)``.
 
-    c (R, N), a (R, K): 2-D arrays with unit last stride (row views are fine);
-    mp (P, K, NR) from ``pack`` of an m with N columns; c must not overlap a or mp.
+    c (M, N), a (M', K): C-contiguous; mp (P, K, NR) from ``pack`` of an m with N
+    columns; rows ci..ci+R-1 of c must not overlap rows ai..ai+R-1 of a, or mp. The
+    caller keeps the rows in bounds (nothing is checked here).
     """
-    R, K = a.shape
+    K = a.shape[1]
     N = c.shape[1]
-    if R == 0 or N == 0:
+    if R <= 0 or N == 0:
         return
     if K == 0:
         if not accumulate:
             z = c.dtype.type(0.0)
-            for r in range(R):
+            for r in range(ci, ci + R):
                 for j in range(N):
                     c[r, j] = z
         return
     NR = mp.shape[2]
     P = mp.shape[0]
-    ldc = c.strides[0] // c.itemsize if R > 1 else N
-    lda = a.strides[0] // a.itemsize if R > 1 else K
+    ldc = N
+    lda = K
+    c0 = ci * ldc
+    a0 = ai * lda
     pstride = K * NR
     for r0 in range(0, R, MC):
         r1 = min(R, r0 + MC)
@@ -280,16 +313,16 @@ def matmul(c, a, mp, accumulate):
             for p in range(P):
                 cols = min(NR, N - p * NR)
                 for i in range(r0, rt, MR):
-                    _tile(c, i * ldc + p * NR, ldc, a, i * lda + k0, lda, mp,
+                    _tile(c, c0 + i * ldc + p * NR, ldc, a, a0 + i * lda + k0, lda, mp,
                           p * pstride + k0 * NR, pstride, kc, min(MR, r1 - i), cols, acc)
             for i in range(rt, r1):
                 p = 0
                 while p + ROW_PANELS <= P:
-                    _row_tile(c, i * ldc + p * NR, ldc, a, i * lda + k0, lda, mp,
+                    _row_tile(c, c0 + i * ldc + p * NR, ldc, a, a0 + i * lda + k0, lda, mp,
                               p * pstride + k0 * NR, pstride, kc, 1,
                               min(ROW_PANELS * NR, N - p * NR), acc)
                     p += ROW_PANELS
                 while p < P:
-                    _row_panel(c, i * ldc + p * NR, ldc, a, i * lda + k0, lda, mp,
+                    _row_panel(c, c0 + i * ldc + p * NR, ldc, a, a0 + i * lda + k0, lda, mp,
                                p * pstride + k0 * NR, pstride, kc, 1, min(NR, N - p * NR), acc)
                     p += 1
