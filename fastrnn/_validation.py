@@ -7,6 +7,7 @@ C-contiguous, aligned, writeable (Numba compiles read-only or unaligned arrays a
 separate types) and of the one working dtype: nothing unchecked reaches a kernel.
 """
 
+import functools
 import numbers
 
 import numpy as np
@@ -49,8 +50,10 @@ def working_dtype(*arrays):
     """The dtype every array is converted to: NumPy's promotion of the float dtypes of
     ``arrays`` (``None`` entries skipped), with int and bool counted as float64 and
     float16 as float32."""
-    dtypes = [_float_dtype(a.dtype) for a in arrays if a is not None]
-    return np.dtype(np.result_type(*dtypes).type)
+    dtypes = {a.dtype for a in arrays if a is not None}
+    if len(dtypes) == 1:  # the common case, cheaply: one dtype for everything
+        return _float_dtype(dtypes.pop())
+    return np.dtype(np.result_type(*[_float_dtype(d) for d in dtypes]).type)
 
 
 def for_kernel(a, dtype):
@@ -64,9 +67,14 @@ def for_kernel(a, dtype):
     return np.array(a, dtype=dtype, order="C")
 
 
+@functools.lru_cache(maxsize=None)
+def _layout_ndim(layout):
+    return len([axis for axis in layout.strip("()").split(",") if axis.strip()])
+
+
 def check_ndim(fn, name, a, layout):
     """``a.ndim`` must equal the number of axes named in ``layout`` (e.g. ``"(T, B, I)"``)."""
-    ndim = len([axis for axis in layout.strip("()").split(",") if axis.strip()])
+    ndim = _layout_ndim(layout)
     if a.ndim != ndim:
         raise ValueError(f"{fn}: {name} must have {ndim} dimensions {layout}, "
                          f"got {a.ndim} with shape {a.shape}")

@@ -300,6 +300,20 @@ def matmul(c, ci, a, ai, R, mp, accumulate):
     c0 = ci * ldc
     a0 = ai * lda
     pstride = K * NR
+    if R < MR // 2 and K <= KC:
+        # what the blocked loops below do for these shapes (row by row, one k block),
+        # without them: for one row of a tiny recurrence they cost as much as the product
+        for i in range(R):
+            p = 0
+            while p + ROW_PANELS <= P:
+                _row_tile(c, c0 + i * ldc + p * NR, ldc, a, a0 + i * lda, lda, mp, p * pstride,
+                          pstride, K, 1, min(ROW_PANELS * NR, N - p * NR), accumulate)
+                p += ROW_PANELS
+            while p < P:
+                _row_panel(c, c0 + i * ldc + p * NR, ldc, a, a0 + i * lda, lda, mp,
+                           p * pstride, pstride, K, 1, min(NR, N - p * NR), accumulate)
+                p += 1
+        return
     for r0 in range(0, R, MC):
         r1 = min(R, r0 + MC)
         for k0 in range(0, K, KC):
