@@ -333,8 +333,11 @@ def plot(rows, path):
         return False
     modes = [m for m in problems.MODES if any(r["mode"] == m for r in rows)]
     fws = list(dict.fromkeys(r["framework"] for r in rows))
-    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), squeeze=False)
-    for ax, mode in zip(axes[0], modes):
+    n_cases = max(len({(r["cell"], r["size"]) for r in rows if r["mode"] == m}) for m in modes)
+    # one panel per mode, stacked, as wide as the cases need; the legend above them all
+    fig, axes = plt.subplots(len(modes), 1, figsize=(max(7.0, 0.6 * n_cases + 2), 4 * len(modes)),
+                             squeeze=False)
+    for ax, mode in zip(axes[:, 0], modes):
         cases = list(dict.fromkeys((r["cell"], r["size"]) for r in rows if r["mode"] == mode))
         width = 0.8 / max(1, len(fws))
         for i, fw in enumerate(fws):
@@ -343,13 +346,16 @@ def plot(rows, path):
                 r = next((r for r in rows if (r["cell"], r["size"]) == case
                           and r["mode"] == mode and r["framework"] == fw), None)
                 ys.append(r["median_s"] * 1e3 if r and r.get("median_s") else np.nan)
-            ax.bar(np.arange(len(cases)) + i * width, ys, width, label=fw)
+            ax.bar(np.arange(len(cases)) + i * width, ys, width, label=fw,
+                   color=f"C{i}")
         ax.set_xticks(np.arange(len(cases)) + width * (len(fws) - 1) / 2)
-        ax.set_xticklabels([f"{c}\n{s}" for c, s in cases])
+        ax.set_xticklabels([f"{c} {s}" for c, s in cases], rotation=35, ha="right")
         ax.set_yscale("log")
-        ax.set_ylabel("median time per call (ms, log)")
-        ax.set_title(mode)
-        ax.legend()
+        ax.set_ylabel("median ms per call (log)")
+        ax.set_title(mode, loc="left")
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncol=len(fws), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
