@@ -263,6 +263,24 @@ def pack_t(w):
     return mp
 
 
+@jit
+def _row(c, c_off, ldc, a, a_off, lda, mp, m_off, K, N, accumulate):
+    # one row of matmul: c[c_off + j] (+)= sum_k a[a_off + k] * (column j of the packed
+    # panels from offset m_off), for j < N, k < K: ROW_PANELS panels per pass, then singles
+    NR = mp.shape[2]
+    P = mp.shape[0]
+    pstride = mp.shape[1] * NR
+    p = 0
+    while p + ROW_PANELS <= P:
+        _row_tile(c, c_off + p * NR, ldc, a, a_off, lda, mp, m_off + p * pstride, pstride, K,
+                  1, min(ROW_PANELS * NR, N - p * NR), accumulate)
+        p += ROW_PANELS
+    while p < P:
+        _row_panel(c, c_off + p * NR, ldc, a, a_off, lda, mp, m_off + p * pstride, pstride, K,
+                   1, min(NR, N - p * NR), accumulate)
+        p += 1
+
+
 # One instance per dtype. It takes whole arrays and row offsets rather than row views:
 # a view that lives across a call that is not inlined costs two atomic reference-count
 # updates, more than a 1 x 32 x 32 product, and the callers' per-step loops would make
@@ -304,15 +322,7 @@ def matmul(c, ci, a, ai, R, mp, accumulate):
         # what the blocked loops below do for these shapes (row by row, one k block),
         # without them: for one row of a tiny recurrence they cost as much as the product
         for i in range(R):
-            p = 0
-            while p + ROW_PANELS <= P:
-                _row_tile(c, c0 + i * ldc + p * NR, ldc, a, a0 + i * lda, lda, mp, p * pstride,
-                          pstride, K, 1, min(ROW_PANELS * NR, N - p * NR), accumulate)
-                p += ROW_PANELS
-            while p < P:
-                _row_panel(c, c0 + i * ldc + p * NR, ldc, a, a0 + i * lda, lda, mp,
-                           p * pstride, pstride, K, 1, min(NR, N - p * NR), accumulate)
-                p += 1
+            _row(c, c0 + i * ldc, ldc, a, a0 + i * lda, lda, mp, 0, K, N, accumulate)
         return
     for r0 in range(0, R, MC):
         r1 = min(R, r0 + MC)
@@ -330,13 +340,4 @@ def matmul(c, ci, a, ai, R, mp, accumulate):
                     _tile(c, c0 + i * ldc + p * NR, ldc, a, a0 + i * lda + k0, lda, mp,
                           p * pstride + k0 * NR, pstride, kc, min(MR, r1 - i), cols, acc)
             for i in range(rt, r1):
-                p = 0
-                while p + ROW_PANELS <= P:
-                    _row_tile(c, c0 + i * ldc + p * NR, ldc, a, a0 + i * lda + k0, lda, mp,
-                              p * pstride + k0 * NR, pstride, kc, 1,
-                              min(ROW_PANELS * NR, N - p * NR), acc)
-                    p += ROW_PANELS
-                while p < P:
-                    _row_panel(c, c0 + i * ldc + p * NR, ldc, a, a0 + i * lda + k0, lda, mp,
-                               p * pstride + k0 * NR, pstride, kc, 1, min(NR, N - p * NR), acc)
-                    p += 1
+                _row(c, c0 + i * ldc, ldc, a, a0 + i * lda + k0, lda, mp, k0 * NR, kc, N, acc)
