@@ -25,13 +25,13 @@ MR, KC, MC = tiles.MR, tiles.KC, tiles.MC
 NR32 = tiles.NV * tiles.VECTOR_BYTES // 4  # panel width in float32
 
 # (R, K, N): one-row kernel (R < MR / 2; with K <= KC on the direct path) over groups of
-# ROW_PANELS panels and single panels; partial tiles (MR / 2 <= R < MR); full tiles with
+# ROW_PANELS panels and the 1-3 panels left; partial tiles (MR / 2 <= R < MR); full tiles with
 # row remainders; several k blocks (K > KC); several row blocks (R > MC); partial last
 # panels (N % NR != 0); K = 1
 SHAPES = [(1, 7, 9), (1, 32, 4 * NR32 + 5), (3, 512, 512), (MR // 2, 256, 255),
           (MR - 1, 257, 300), (MR, 1, 1), (MR + 1, KC + 1, 2 * NR32 + 1),
           (2 * MR + MR // 2, 3, 37), (16, 1760, 1760), (MC + MR + 3, 2 * KC + 7, 129),
-          (4, 16, 16), (MR // 2 - 1, 40, 5 * NR32 + 3)]
+          (4, 16, 16), (MR // 2 - 1, 40, 5 * NR32 + 3), (1, 32, 3 * NR32 - 5)]
 
 
 def _operands(R, K, N, dtype, seed=0):

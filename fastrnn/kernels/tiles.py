@@ -29,7 +29,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from .._config import jit
+from .._config import jit, jit_inline
 
 
 def _vector_bytes():
@@ -72,8 +72,9 @@ def _make_tile(mr, panels):
         # (column j is lane u of panel q)
         # for i < rows (rows <= mr: missing rows read row rows-1 and are not stored) and
         # j < cols (<= panels*NR; the packed columns past cols are zeros)
-        if not (isinstance(c, types.Array) and isinstance(a, types.Array)
-                and isinstance(mp, types.Array) and c.dtype == a.dtype == mp.dtype
+        # c, a, mp: data pointers (no arrays here: see matmul)
+        if not (isinstance(c, types.CPointer) and isinstance(a, types.CPointer)
+                and isinstance(mp, types.CPointer) and c.dtype == a.dtype == mp.dtype
                 and c.dtype in (types.float32, types.float64)):
             return None
         intp_t = types.intp
@@ -95,9 +96,7 @@ def _make_tile(mr, panels):
             def const(v):
                 return ir.Constant(intp, v)
 
-            cd = context.make_array(sig.args[0])(context, builder, c).data
-            ad = context.make_array(sig.args[3])(context, builder, a).data
-            md = context.make_array(sig.args[6])(context, builder, mp).data
+            cd, ad, md = c, a, mp
             fma = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(vt, [vt, vt, vt]),
                 f"llvm.fmuladd.v{W}{'f32' if size == 4 else 'f64'}")
@@ -263,66 +262,66 @@ def pack_t(w):
     return mp
 
 
+@intrinsic
+def _data(typingctx, a):
+    # a's data pointer (taking no reference: the caller keeps a alive)
+    if not isinstance(a, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return context.make_array(sig.args[0])(context, builder, args[0]).data
+
+    return types.CPointer(a.dtype)(a), codegen
+
+
 @jit
-def _row(c, c_off, ldc, a, a_off, lda, mp, m_off, K, N, accumulate):
-    # one row of matmul: c[c_off + j] (+)= sum_k a[a_off + k] * (column j of the packed
-    # panels from offset m_off), for j < N, k < K: ROW_PANELS panels per pass, then singles
-    NR = mp.shape[2]
-    P = mp.shape[0]
-    pstride = mp.shape[1] * NR
+def _row(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, P, NR, K, N, accumulate):
+    # one row: c[c_off + j] (+)= sum_k a[a_off + k] * (column j of the P packed panels
+    # from offset m_off), for j < N, k < K: ROW_PANELS panels per pass, then singles
     p = 0
     while p + ROW_PANELS <= P:
-        _row_tile(c, c_off + p * NR, ldc, a, a_off, lda, mp, m_off + p * pstride, pstride, K,
+        _row_tile(c, c_off + p * NR, ldc, a, a_off, lda, m, m_off + p * pstride, pstride, K,
                   1, min(ROW_PANELS * NR, N - p * NR), accumulate)
         p += ROW_PANELS
     while p < P:
-        _row_panel(c, c_off + p * NR, ldc, a, a_off, lda, mp, m_off + p * pstride, pstride, K,
+        _row_panel(c, c_off + p * NR, ldc, a, a_off, lda, m, m_off + p * pstride, pstride, K,
                    1, min(NR, N - p * NR), accumulate)
         p += 1
 
 
-# One instance per dtype. It takes whole arrays and row offsets rather than row views:
-# a view that lives across a call that is not inlined costs two atomic reference-count
-# updates, more than a 1 x 32 x 32 product, and the callers' per-step loops would make
-# one per step. Its code is linked into, and optimized again with, every kernel that
-# calls it: instances cost compile time.
-_MATMUL_SIGNATURES = [types.void(types.Array(dt, 2, "C"), types.intp, types.Array(dt, 2, "C"),
-                                 types.intp, types.intp, types.Array(dt, 3, "C"),
-                                 types.boolean)
+# The product itself works on data pointers, one instance per dtype. A compiled
+# function that takes arrays takes a reference to each on entry and drops it on exit
+# (atomic counts; Numba's pruning pass did not remove them from a function this
+# branchy): six atomic operations, about 80 ns per call, more than a 1 x 32 x 32
+# product, in every step of a recurrence. Its code is linked into, and optimized again
+# with, every kernel that calls it: instances cost compile time.
+_MATMUL_SIGNATURES = [types.void(types.CPointer(dt), types.intp, types.intp, types.CPointer(dt),
+                                 types.intp, types.intp, types.CPointer(dt), types.intp,
+                                 types.intp, types.intp, types.intp, types.boolean)
                       for dt in (types.float32, types.float64)]
 
 
 @jit(_MATMUL_SIGNATURES)
-def matmul(c, ci, a, ai, R, mp, accumulate):
-    """``c[ci:ci+R] = a[ai:ai+R] @ m``, or ``+=`` with ``accumulate``, for ``mp = pack(m)``.
-
-    c (M, N), a (M', K): C-contiguous; mp (P, K, NR) from ``pack`` of an m with N
-    columns; rows ci..ci+R-1 of c must not overlap rows ai..ai+R-1 of a, or mp. The
-    caller keeps the rows in bounds (nothing is checked here).
-    """
-    K = a.shape[1]
-    N = c.shape[1]
+def _matmul(c, ci, N, a, ai, K, m, P, KP, NR, R, accumulate):
+    # matmul on pointers: c (.., N) and a (.., K) row-major, m packed (P, KP, NR), KP = K
     if R <= 0 or N == 0:
         return
     if K == 0:
         if not accumulate:
-            z = c.dtype.type(0.0)
-            for r in range(ci, ci + R):
-                for j in range(N):
-                    c[r, j] = z
+            for j in range(ci * N, (ci + R) * N):
+                c[j] = 0.0
         return
-    NR = mp.shape[2]
-    P = mp.shape[0]
     ldc = N
     lda = K
     c0 = ci * ldc
     a0 = ai * lda
-    pstride = K * NR
+    pstride = KP * NR
     if R < MR // 2 and K <= KC:
         # what the blocked loops below do for these shapes (row by row, one k block),
         # without them: for one row of a tiny recurrence they cost as much as the product
         for i in range(R):
-            _row(c, c0 + i * ldc, ldc, a, a0 + i * lda, lda, mp, 0, K, N, accumulate)
+            _row(c, c0 + i * ldc, ldc, a, a0 + i * lda, lda, m, 0, pstride, P, NR, K, N,
+                 accumulate)
         return
     for r0 in range(0, R, MC):
         r1 = min(R, r0 + MC)
@@ -337,7 +336,21 @@ def matmul(c, ci, a, ai, R, mp, accumulate):
             for p in range(P):
                 cols = min(NR, N - p * NR)
                 for i in range(r0, rt, MR):
-                    _tile(c, c0 + i * ldc + p * NR, ldc, a, a0 + i * lda + k0, lda, mp,
+                    _tile(c, c0 + i * ldc + p * NR, ldc, a, a0 + i * lda + k0, lda, m,
                           p * pstride + k0 * NR, pstride, kc, min(MR, r1 - i), cols, acc)
             for i in range(rt, r1):
-                _row(c, c0 + i * ldc, ldc, a, a0 + i * lda + k0, lda, mp, k0 * NR, kc, N, acc)
+                _row(c, c0 + i * ldc, ldc, a, a0 + i * lda + k0, lda, m, k0 * NR, pstride, P,
+                     NR, kc, N, acc)
+
+
+@jit_inline
+def matmul(c, ci, a, ai, R, mp, accumulate):
+    """``c[ci:ci+R] = a[ai:ai+R] @ m``, or ``+=`` with ``accumulate``, for ``mp = pack(m)``.
+
+    c (M, N), a (M', K): C-contiguous; mp (P, K, NR) from ``pack`` of an m with N
+    columns; rows ci..ci+R-1 of c must not overlap rows ai..ai+R-1 of a, or mp. The
+    caller keeps the rows in bounds (nothing is checked here). Inlined into the caller
+    (Numba IR), so that no array crosses a call.
+    """
+    _matmul(_data(c), ci, c.shape[1], _data(a), ai, a.shape[1], _data(mp), mp.shape[0],
+            mp.shape[1], mp.shape[2], R, accumulate)
