@@ -35,7 +35,7 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic, overload
 
-from .._config import OVERLOAD_OPTIONS, jit
+from .._config import OVERLOAD_OPTIONS, jit, jit_inline
 
 TANH = 0
 RELU = 1
@@ -233,7 +233,7 @@ overload(sigmoid, jit_options=OVERLOAD_OPTIONS)(_by_dtype(_sigmoid_f32, _sigmoid
 # Row helpers used by the cell kernels. The activation branch is outside the loop.
 
 
-@jit
+@jit_inline
 def activate(a, act):
     """In place ``a[:] = act(a)`` for a 1-D contiguous row ``a`` of pre-activations."""
     n = a.shape[0]
@@ -251,7 +251,7 @@ def activate(a, act):
     # IDENTITY: nothing to do
 
 
-@jit
+@jit_inline
 def activation_backward(da, dh, h, act):
     """``da[:] = dh * act'(a)`` for 1-D rows, with ``act'`` written in terms of the
     output ``h = act(a)`` (which is all backward keeps):

@@ -17,7 +17,7 @@ they are all backward needs. With ``ghn`` of 0 rows (inference) nothing extra is
 import numpy as np
 from numba import prange
 
-from .._config import jit, jit_calls_parallel, jit_parallel
+from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
 from .activations import sigmoid, tanh
 from .linalg import (add_into, copy_into, copy_rows, outer_acc,
                      sum_windows, transpose, vecmat_acc, vecmat_t, window_entries, zero)
@@ -36,7 +36,7 @@ def gru_project(gates, x, w_ih, serial):
                serial)
 
 
-@jit
+@jit_inline
 def _cell_forward(h, ghn, a, gh, h_prev, b_ih, H, keep):
     # one row: a (3H) W_ih x_t -> r, z, n in place; gh (3H) = W_hh h_{t-1} + b_hh;
     # h (H) written; ghn (H) written if keep
@@ -114,7 +114,7 @@ def gru_forward(out, h_n, gates, ghn, x, h0, w_ih, w_hh, b_ih, b_hh):
 # backward
 
 
-@jit
+@jit_inline
 def _cell_backward(dgi, dgh, dh_prev, dh, a, ghn, h_prev, H):
     # one row: from dL/dh_t (dh) to the gradients of gi (dgi) and gh (dgh) and the
     # direct part of dL/dh_{t-1}, dh * z (dh_prev; may alias dh)

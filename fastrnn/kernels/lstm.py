@@ -20,7 +20,7 @@ too: together they are all backward needs (m_t = o * tanh(c_t) is recomputed). W
 import numpy as np
 from numba import prange
 
-from .._config import jit, jit_calls_parallel, jit_parallel
+from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
 from .activations import sigmoid, tanh
 from .linalg import (add_into, copy_into, copy_rows, outer_acc,
                      sum_windows, transpose, vecmat_acc, vecmat_t, window_entries, zero)
@@ -39,7 +39,7 @@ def lstm_project(gates, x, w_ih, serial):
                serial)
 
 
-@jit
+@jit_inline
 def _gate_activations(a, H):
     # a (4H) pre-activations -> i, f, g, o in place. Loops over views from 0: a loop
     # starting at an unknown offset keeps Numba's negative-index check inside and
@@ -55,7 +55,7 @@ def _gate_activations(a, H):
         o[j] = sigmoid(o[j])
 
 
-@jit
+@jit_inline
 def _cell_forward(m, c, a, b, H):
     # one row: a (4H) pre-activations -> gate activations in place; c (H) c_{t-1} -> c_t;
     # m (H) written: o * tanh(c_t)
@@ -136,7 +136,7 @@ def lstm_forward(out, h_n, c_n, gates, cs, x, h0, c0, w_ih, w_hh, b, w_hr):
 # backward
 
 
-@jit
+@jit_inline
 def _cell_backward(da, dc_prev, dm, dc, a, c, c_prev, H):
     # one row: from dL/dm_t (dm) and dL/dc_t arriving from step t+1 (dc) to the gate
     # pre-activation gradients da (4H) and dL/dc_{t-1} (dc_prev; may alias dc)
@@ -156,7 +156,7 @@ def _cell_backward(da, dc_prev, dm, dc, a, c, c_prev, H):
         dc_prev[j] = dcj * f
 
 
-@jit
+@jit_inline
 def _m_row(m, a, c, H):
     # m_t = o * tanh(c_t), recomputed for dW_hr
     for j in range(H):
