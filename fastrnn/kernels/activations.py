@@ -21,8 +21,11 @@ NaN in gives NaN out, +-inf saturate (tanh -> +-1, sigmoid -> 0 or 1, exp -> inf
 and no input overflows. Results that would be subnormal are flushed to zero
 (exp(x) for x < -87.3 in float32, -708.4 in float64).
 
-Each scalar function is a Python function with a NumPy fallback, overloaded for
-Numba's float32 and float64 types, so one kernel source serves both dtypes.
+Each function is written once as LLVM IR (``Emit``) and emitted at two widths: as a
+scalar (``exp``, ``tanh``, ``sigmoid``: Python functions with a NumPy fallback,
+overloaded for Numba's float32 and float64, so one kernel source serves both dtypes;
+LLVM vectorises loops over them) and as explicit vectors of the host's full width
+(``tanh_row``, ``sigmoid_row``, in place over a row). Both give the same bits.
 
 Activation codes (``TANH``, ``RELU``, ``SIGMOID``, ``IDENTITY``) are small integers:
 kernels take the code as a runtime argument, so one compiled kernel serves all four
@@ -32,10 +35,11 @@ that vectorises.
 
 import numpy as np
 from llvmlite import ir
-from numba.core import types
+from numba.core import cgutils, types
 from numba.extending import intrinsic, overload
 
-from .._config import OVERLOAD_OPTIONS, jit, jit_inline
+from .._config import OVERLOAD_OPTIONS, jit_inline
+from .tiles import VECTOR_BYTES
 
 TANH = 0
 RELU = 1
@@ -47,149 +51,288 @@ ACTIVATIONS = {"tanh": TANH, "relu": RELU, "sigmoid": SIGMOID, "identity": IDENT
 
 
 # --------------------------------------------------------------------------------------
-# Bit casts (no-ops in machine code; they let us build 2**n from an integer n)
+# The functions are written once, as LLVM IR, for a scalar (W = 1) or a vector of W lanes
+# of either dtype. Every multiply-add that may be fused is an explicit fused multiply-add
+# and no other product feeds a sum: the `contract` flag then has nothing to fuse, so the
+# scalar code, LLVM's vectorised loops over it and the explicit vectors of the row
+# functions give the same bits lane by lane.
 
 
-def _bitcast(src, dst, llvm_dst):
-    """An intrinsic reinterpreting the bits of a ``src`` scalar as ``dst``."""
+_LOG2E = 1.4426950408889634
+
+
+class Emit:
+    """IR operations on values of one type: ``dtype`` (float32/float64) or vectors of
+    ``W`` of them; integers of the same width for the bit manipulations."""
+
+    def __init__(self, builder, dtype, W=1):
+        self.b = builder
+        self.f64 = dtype == types.float64
+        bits = 64 if self.f64 else 32
+        ft = ir.DoubleType() if self.f64 else ir.FloatType()
+        it = ir.IntType(bits)
+        self.W = W
+        self.ft, self.it = ft, it
+        self.ty = ft if W == 1 else ir.VectorType(ft, W)
+        self.ity = it if W == 1 else ir.VectorType(it, W)
+        suffix = ("f64" if self.f64 else "f32") if W == 1 else f"v{W}{'f64' if self.f64 else 'f32'}"
+        module = builder.module
+        self._fma = cgutils.get_or_insert_function(
+            module, ir.FunctionType(self.ty, [self.ty] * 3), "llvm.fma." + suffix)
+        self._fabs = cgutils.get_or_insert_function(
+            module, ir.FunctionType(self.ty, [self.ty]), "llvm.fabs." + suffix)
+
+    def _splat(self, ty, scalar_ty, v):
+        c = ir.Constant(scalar_ty, v)
+        return c if self.W == 1 else ir.Constant(ty, [c] * self.W)
+
+    def c(self, v):
+        """A float constant (rounded to the dtype)."""
+        v = float(v) if self.f64 else float(np.float32(v))
+        return self._splat(self.ty, self.ft, v)
+
+    def ic(self, v):
+        return self._splat(self.ity, self.it, int(v))
+
+    def add(self, a, b):
+        return self.b.fadd(a, b)
+
+    def sub(self, a, b):
+        return self.b.fsub(a, b)
+
+    def mul(self, a, b):
+        return self.b.fmul(a, b)
+
+    def div(self, a, b):
+        return self.b.fdiv(a, b)
+
+    def fma(self, a, b, c):
+        """a * b + c, rounded once."""
+        return self.b.call(self._fma, [a, b, c])
+
+    def neg(self, a):
+        return self.b.fneg(a)
+
+    def abs(self, a):
+        return self.b.call(self._fabs, [a])
+
+    def select(self, cond, a, b):
+        return self.b.select(cond, a, b)
+
+    def cmp(self, op, a, b):
+        """Ordered comparison: false when either side is NaN."""
+        return self.b.fcmp_ordered(op, a, b)
+
+    def poly(self, x, coefficients):
+        """Horner's scheme, highest degree first, one fused multiply-add per term."""
+        p = self.c(coefficients[0])
+        for k in coefficients[1:]:
+            p = self.fma(p, x, self.c(k))
+        return p
+
+    def pow2(self, n):
+        """2**n for an integer vector n in [2 emin - 2, 2 emax + 1], as two normal
+        factors: results below the normal range flush to zero, above it overflow to inf
+        (the product of the two, by the caller)."""
+        b = self.b
+        mant, bias = (52, 1023) if self.f64 else (23, 127)
+        n1 = b.ashr(n, self.ic(1))
+        s1 = b.bitcast(b.shl(b.add(n1, self.ic(bias)), self.ic(mant)), self.ty)
+        s2 = b.bitcast(b.shl(b.add(b.sub(n, n1), self.ic(bias)), self.ic(mant)), self.ty)
+        return s1, s2
+
+
+def _exp_parts(e, x):
+    # Cephes exp (float64: Pade form) / expf (float32), as (a, s) with exp(x) = a * s:
+    # a sum that adds 1 to exp(x) fuses the last product (fma(a, s, 1)) instead of
+    # leaving a product for the `contract` flag to fuse or not. The clamp keeps n
+    # inside the int range; the two-factor scaling 2**n = s1 * s then overflows to inf /
+    # underflows to 0 by itself. NaN passes both compares (ordered: false).
+    hi, lo = (710.0, -746.0) if e.f64 else (89.0, -104.0)
+    x = e.select(e.cmp(">", x, e.c(hi)), e.c(hi), x)
+    x = e.select(e.cmp("<", x, e.c(lo)), e.c(lo), x)
+    # round(x log2(e)) without a float->int cast: t = x log2(e) + 1.5 * 2**mantissa bits
+    rnd, rnd_bits = ((6755399441055744.0, 0x4338000000000000) if e.f64
+                     else (12582912.0, 0x4B400000))
+    t = e.fma(x, e.c(_LOG2E), e.c(rnd))
+    n = e.b.sub(e.b.bitcast(t, e.ity), e.ic(rnd_bits))
+    fn = e.sub(t, e.c(rnd))
+    if e.f64:
+        r = e.fma(fn, e.c(-6.93145751953125e-1), x)  # Cody-Waite: ln 2 split in two
+        r = e.fma(fn, e.c(-1.42860682030941723212e-6), r)
+        rr = e.mul(r, r)
+        pr = e.poly(rr, [1.26177193074810590878e-4, 3.02994407707441961300e-2,
+                         9.99999999999999999910e-1])
+        q = e.poly(rr, [3.00198505138664455042e-6, 2.52448340349684104192e-3,
+                        2.27265548208155028766e-1, 2.00000000000000000009e0])
+        p2 = e.mul(e.mul(r, pr), e.c(2.0))
+        v = e.add(e.c(1.0), e.div(p2, e.fma(e.neg(r), pr, q)))  # 1 + 2p / (q - p), p = r P
+    else:
+        r = e.fma(fn, e.c(-0.693359375), x)
+        r = e.fma(fn, e.c(2.12194440e-4), r)
+        p = e.poly(r, [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+                       1.6666665459e-1, 5.0000001201e-1])
+        v = e.add(e.fma(p, e.mul(r, r), r), e.c(1.0))  # 1 + r + p r^2
+    s1, s2 = e.pow2(n)
+    return e.mul(v, s1), s2
+
+
+def exp_ir(e, x):
+    a, s = _exp_parts(e, x)
+    return e.mul(a, s)
+
+
+def tanh_ir(e, x):
+    if e.f64:
+        # Cephes tanh: |x| >= 0.625 from exp (no cancellation there), else
+        # x + x^3 P(x^2) / Q(x^2)
+        z = e.abs(x)
+        a, s = _exp_parts(e, e.add(z, z))
+        big = e.sub(e.c(1.0), e.div(e.c(2.0), e.fma(a, s, e.c(1.0))))  # 1 - 2 / (exp(2|x|) + 1)
+        big = e.select(e.cmp("<", x, e.c(0.0)), e.neg(big), big)
+        x2 = e.mul(x, x)
+        p = e.poly(x2, [-9.64399179425052238628e-1, -9.92877231001918586564e1,
+                        -1.61468768441708447952e3])
+        q = e.poly(x2, [1.0, 1.12811678491632931402e2, 2.23548839060100448583e3,
+                        4.84406305325125486048e3])
+        small = e.fma(e.mul(x, x2), e.div(p, q), x)
+        return e.select(e.cmp(">=", z, e.c(0.625)), big, small)
+    # float32: odd rational approximation on [-7.9, 7.9] (the form Eigen uses); above 9
+    # the correctly rounded result is +-1, below 4e-4 it is x
+    clamp = 7.90531110763549805
+    v = e.select(e.cmp(">", x, e.c(clamp)), e.c(clamp), x)
+    v = e.select(e.cmp("<", v, e.c(-clamp)), e.c(-clamp), v)
+    x2 = e.mul(v, v)
+    p = e.poly(x2, [-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
+                    5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
+                    4.89352455891786e-03])
+    q = e.poly(x2, [1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
+                    4.89352518554385e-03])
+    y = e.div(e.mul(v, p), q)
+    z = e.abs(x)
+    y = e.select(e.cmp("<", z, e.c(4e-4)), x, y)
+    one = e.select(e.cmp(">", x, e.c(0.0)), e.c(1.0), e.c(-1.0))
+    return e.select(e.cmp(">", z, e.c(9.0)), one, y)
+
+
+def sigmoid_ir(e, x):
+    # e = exp(-|x|) lies in (0, 1]: nothing overflows; 1 / (1 + e), or e / (1 + e) below 0
+    a, s = _exp_parts(e, e.neg(e.abs(x)))
+    r = e.div(e.c(1.0), e.fma(a, s, e.c(1.0)))
+    return e.select(e.cmp(">=", x, e.c(0.0)), r, e.mul(e.mul(a, s), r))
+
+
+def _scalar(emit):
+    """A Numba intrinsic computing ``emit`` on one float32 or float64."""
 
     @intrinsic
-    def cast(typingctx, x):
-        if x != src:
+    def f(typingctx, x):
+        if x not in (types.float32, types.float64):
             return None
 
         def codegen(context, builder, sig, args):
-            return builder.bitcast(args[0], llvm_dst)
+            return emit(Emit(builder, sig.args[0]), args[0])
 
-        return dst(src), codegen
+        return x(x), codegen
 
-    return cast
-
-
-_f32_bits = _bitcast(types.float32, types.int32, ir.IntType(32))
-_f32_from_bits = _bitcast(types.int32, types.float32, ir.FloatType())
-_f64_bits = _bitcast(types.float64, types.int64, ir.IntType(64))
-_f64_from_bits = _bitcast(types.int64, types.float64, ir.DoubleType())
+    return f
 
 
-# --------------------------------------------------------------------------------------
-# float64: Cephes exp and tanh
-
-_LOG2E = 1.4426950408889634
-_ROUND64 = 6755399441055744.0  # 1.5 * 2**52: x + _ROUND64 rounds x to an integer
-_ROUND64_BITS = 0x4338000000000000
+_exp_scalar = _scalar(exp_ir)
+_tanh_scalar = _scalar(tanh_ir)
+_sigmoid_scalar = _scalar(sigmoid_ir)
 
 
-@jit
-def _exp_f64(x):
-    # Clamp keeps n inside the int range; the two-factor scaling below then
-    # overflows to inf / underflows to 0 by itself. NaN passes both compares.
-    x = 710.0 if x > 710.0 else x
-    x = -746.0 if x < -746.0 else x
-    t = x * _LOG2E + _ROUND64
-    n = _f64_bits(t) - _ROUND64_BITS  # round(x * log2(e)) without a float->int cast
-    fn = t - _ROUND64
-    r = x - fn * 6.93145751953125e-1  # Cody-Waite: ln 2 split in two
-    r = r - fn * 1.42860682030941723212e-6
-    rr = r * r
-    p = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr
-             + 9.99999999999999999910e-1)
-    q = (((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr
-          + 2.27265548208155028766e-1) * rr + 2.00000000000000000009e0)
-    e = 1.0 + 2.0 * p / (q - p)
-    # 2**n as two normal factors so that n in [-1077, 1025] needs no special case
-    n1 = n >> 1
-    s1 = _f64_from_bits((n1 + 1023) << 52)
-    s2 = _f64_from_bits((n - n1 + 1023) << 52)
-    return e * s1 * s2
+def rowmap(emit):
+    """A Numba intrinsic ``f(ptrs, offs, n)`` running ``emit`` over rows of n elements.
+
+    ``ptrs``: a tuple of k data pointers of one float dtype (``tiles._data``), ``offs``:
+    k element offsets. For each j < n, ``emit(e, xs)`` gets the k values
+    ``ptrs[q][offs[q] + j]`` and returns k values or None: a value is stored back to
+    ``ptrs[q][offs[q] + j]``. It runs on explicit vectors of the host's full width (LLVM's
+    vectoriser uses half of it with AVX-512), the last n % W elements as one more
+    vector through scratch copies, so every element goes through the same code. Rows
+    may be the same memory (in place) but must not overlap otherwise.
+    """
+
+    @intrinsic
+    def f(typingctx, ptrs, offs, n):
+        if not (isinstance(ptrs, types.UniTuple) and isinstance(ptrs.dtype, types.CPointer)
+                and ptrs.dtype.dtype in (types.float32, types.float64)
+                and isinstance(offs, types.BaseTuple) and len(offs) == len(ptrs)
+                and all(isinstance(t, types.Integer) for t in offs)
+                and isinstance(n, types.Integer)):
+            return None
+        sig = types.void(ptrs, offs, n)
+
+        def codegen(context, builder, sig, args):
+            ptrs_ty, offs_ty, n_ty = sig.args
+            dtype = ptrs_ty.dtype.dtype
+            k = len(ptrs_ty)
+            intp_t = types.intp
+            intp = context.get_value_type(intp_t)
+            size = context.get_abi_sizeof(context.get_value_type(dtype))
+            W = VECTOR_BYTES // size
+            e = Emit(builder, dtype, W)
+            vpt = e.ty.as_pointer()
+
+            def const(v):
+                return ir.Constant(intp, v)
+
+            n = context.cast(builder, args[2], n_ty, intp_t)
+            rows = [builder.gep(builder.extract_value(args[0], q),
+                                [context.cast(builder, builder.extract_value(args[1], q),
+                                              offs_ty[q], intp_t)]) for q in range(k)]
+
+            def run(vectors):
+                # vectors: k pointers to one vector each
+                xs = [builder.load(v, align=size) for v in vectors]
+                for v, y in zip(vectors, emit(e, xs)):
+                    if y is not None:
+                        builder.store(y, v, align=size)
+
+            full = builder.sdiv(n, const(W))
+            with cgutils.for_range(builder, full) as loop:
+                j = builder.mul(loop.index, const(W))
+                run([builder.bitcast(builder.gep(row, [j]), vpt) for row in rows])
+            done = builder.mul(full, const(W))
+            rest = builder.sub(n, done)
+            vectors = [cgutils.alloca_once(builder, e.ty) for _ in range(k)]  # aligned
+            scratch = [builder.bitcast(v, e.ft.as_pointer()) for v in vectors]
+            with builder.if_then(builder.icmp_signed(">", rest, const(0))):
+                tails = [builder.gep(row, [done]) for row in rows]
+                for v in vectors:
+                    builder.store(ir.Constant(e.ty, None), v)
+                with cgutils.for_range(builder, rest) as loop:
+                    for s, tail in zip(scratch, tails):
+                        builder.store(builder.load(builder.gep(tail, [loop.index])),
+                                      builder.gep(s, [loop.index]))
+                run(vectors)
+                with cgutils.for_range(builder, rest) as loop:
+                    for s, tail in zip(scratch, tails):
+                        builder.store(builder.load(builder.gep(s, [loop.index])),
+                                      builder.gep(tail, [loop.index]))
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return f
 
 
-@jit
-def _tanh_f64(x):
-    z = abs(x)
-    # |x| >= 0.625: from exp (no cancellation there)
-    s = _exp_f64(2.0 * z)
-    big = 1.0 - 2.0 / (s + 1.0)
-    big = -big if x < 0.0 else big
-    # |x| < 0.625: x + x**3 P(x**2)/Q(x**2)
-    x2 = x * x
-    p = (-9.64399179425052238628e-1 * x2 - 9.92877231001918586564e1) * x2 - 1.61468768441708447952e3
-    q = ((x2 + 1.12811678491632931402e2) * x2 + 2.23548839060100448583e3) * x2 + 4.84406305325125486048e3
-    small = x + x * x2 * (p / q)
-    return big if z >= 0.625 else small
+_tanh_rows = rowmap(lambda e, xs: [tanh_ir(e, xs[0])])
+_sigmoid_rows = rowmap(lambda e, xs: [sigmoid_ir(e, xs[0])])
 
 
-@jit
-def _sigmoid_f64(x):
-    e = _exp_f64(-abs(x))  # in (0, 1]: never overflows
-    r = 1.0 / (1.0 + e)
-    return r if x >= 0.0 else e * r
+@jit_inline
+def tanh_row(p, off, n):
+    """In place ``p[off:off+n] = tanh(p[off:off+n])``, p a data pointer (``rowmap``)."""
+    _tanh_rows((p,), (off,), n)
 
 
-# --------------------------------------------------------------------------------------
-# float32: Cephes expf, Eigen-style rational tanh; float32 arithmetic throughout
-
-_F = np.float32
-_LOG2E_F = _F(1.44269504088896341)
-_ROUND32 = _F(12582912.0)  # 1.5 * 2**23
-_ROUND32_BITS = 0x4B400000
-_ONE_F = _F(1.0)
-_HALF_F = _F(0.5)
-_ZERO_F = _F(0.0)
-
-
-@jit
-def _exp_f32(x):
-    x = _F(89.0) if x > _F(89.0) else x
-    x = _F(-104.0) if x < _F(-104.0) else x
-    t = x * _LOG2E_F + _ROUND32
-    n = _f32_bits(t) - _ROUND32_BITS
-    fn = t - _ROUND32
-    r = x - fn * _F(0.693359375)
-    r = r - fn * _F(-2.12194440e-4)
-    p = _F(1.9875691500e-4) * r + _F(1.3981999507e-3)
-    p = p * r + _F(8.3334519073e-3)
-    p = p * r + _F(4.1665795894e-2)
-    p = p * r + _F(1.6666665459e-1)
-    p = p * r + _F(5.0000001201e-1)
-    e = p * (r * r) + r + _ONE_F
-    n1 = n >> 1
-    s1 = _f32_from_bits(np.int32((n1 + 127) << 23))
-    s2 = _f32_from_bits(np.int32((n - n1 + 127) << 23))
-    return e * s1 * s2
-
-
-_TANH_CLAMP_F = _F(7.90531110763549805)
-
-
-@jit
-def _tanh_f32(x):
-    # Odd rational approximation on [-7.9, 7.9] (the form Eigen uses for float32);
-    # above 9 the correctly rounded result is +-1, below 4e-4 it is x.
-    v = _TANH_CLAMP_F if x > _TANH_CLAMP_F else x
-    v = -_TANH_CLAMP_F if v < -_TANH_CLAMP_F else v
-    x2 = v * v
-    p = x2 * _F(-2.76076847742355e-16) + _F(2.00018790482477e-13)
-    p = p * x2 + _F(-8.60467152213735e-11)
-    p = p * x2 + _F(5.12229709037114e-08)
-    p = p * x2 + _F(1.48572235717979e-05)
-    p = p * x2 + _F(6.37261928875436e-04)
-    p = p * x2 + _F(4.89352455891786e-03)
-    q = x2 * _F(1.19825839466702e-06) + _F(1.18534705686654e-04)
-    q = q * x2 + _F(2.26843463243900e-03)
-    q = q * x2 + _F(4.89352518554385e-03)
-    y = v * p / q
-    z = abs(x)
-    y = x if z < _F(4e-4) else y
-    y = (_ONE_F if x > _ZERO_F else -_ONE_F) if z > _F(9.0) else y
-    return y
-
-
-@jit
-def _sigmoid_f32(x):
-    e = _exp_f32(-abs(x))
-    r = _ONE_F / (_ONE_F + e)
-    return r if x >= _ZERO_F else e * r
+@jit_inline
+def sigmoid_row(p, off, n):
+    """In place ``p[off:off+n] = sigmoid(p[off:off+n])``, p a data pointer (``rowmap``)."""
+    _sigmoid_rows((p,), (off,), n)
 
 
 # --------------------------------------------------------------------------------------
@@ -213,20 +356,18 @@ def sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-def _by_dtype(f32, f64):
+def _floats(impl):
     def typer(x):
-        if x == types.float32:
-            return lambda x: f32(x)
-        if x == types.float64:
-            return lambda x: f64(x)
+        if x in (types.float32, types.float64):
+            return lambda x: impl(x)
         return None
 
     return typer
 
 
-overload(exp, jit_options=OVERLOAD_OPTIONS)(_by_dtype(_exp_f32, _exp_f64))
-overload(tanh, jit_options=OVERLOAD_OPTIONS)(_by_dtype(_tanh_f32, _tanh_f64))
-overload(sigmoid, jit_options=OVERLOAD_OPTIONS)(_by_dtype(_sigmoid_f32, _sigmoid_f64))
+overload(exp, jit_options=OVERLOAD_OPTIONS)(_floats(_exp_scalar))
+overload(tanh, jit_options=OVERLOAD_OPTIONS)(_floats(_tanh_scalar))
+overload(sigmoid, jit_options=OVERLOAD_OPTIONS)(_floats(_sigmoid_scalar))
 
 
 # --------------------------------------------------------------------------------------

@@ -21,11 +21,11 @@ import numpy as np
 from numba import prange
 
 from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
-from .activations import sigmoid, tanh
+from .activations import rowmap, sigmoid_ir, sigmoid_row, tanh, tanh_ir, tanh_row
 from .linalg import (add_into, copy_into, copy_rows, outer_acc,
                      sum_windows, transpose, vecmat_acc, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
-from .tiles import matmul, pack, pack_t
+from .tiles import _data, matmul, pack, pack_t
 
 # --------------------------------------------------------------------------------------
 # forward
@@ -41,31 +41,35 @@ def lstm_project(gates, x, w_ih, serial):
 
 @jit_inline
 def _gate_activations(a, H):
-    # a (4H) pre-activations -> i, f, g, o in place. Loops over views from 0: a loop
-    # starting at an unknown offset keeps Numba's negative-index check inside and
-    # does not vectorise (5x slower, measured)
-    i_f = a[: 2 * H]
-    g = a[2 * H : 3 * H]
-    o = a[3 * H :]
-    for j in range(2 * H):
-        i_f[j] = sigmoid(i_f[j])
-    for j in range(H):
-        g[j] = tanh(g[j])
-    for j in range(H):
-        o[j] = sigmoid(o[j])
+    # a (4H) pre-activations -> i, f, g, o in place (explicit full-width vectors)
+    p = _data(a)
+    sigmoid_row(p, 0, 2 * H)
+    tanh_row(p, 2 * H, H)
+    sigmoid_row(p, 3 * H, H)
+
+
+def _emit_cell_forward(e, xs):
+    # a_i, a_f, a_g, a_o (+ b) -> i, f, g, o in place; c_{t-1} -> c_t; m_t written
+    a_i, a_f, a_g, a_o, b_i, b_f, b_g, b_o, c, _ = xs
+    i = sigmoid_ir(e, e.add(a_i, b_i))
+    f = sigmoid_ir(e, e.add(a_f, b_f))
+    g = tanh_ir(e, e.add(a_g, b_g))
+    o = sigmoid_ir(e, e.add(a_o, b_o))
+    c = e.fma(f, c, e.mul(i, g))  # c_t = f c_{t-1} + i g
+    return [i, f, g, o, None, None, None, None, c, e.mul(o, tanh_ir(e, c))]  # m = o tanh(c)
+
+
+_cell_forward_rows = rowmap(_emit_cell_forward)
 
 
 @jit_inline
 def _cell_forward(m, c, a, b, H):
-    # one row: a (4H) pre-activations -> gate activations in place; c (H) c_{t-1} -> c_t;
-    # m (H) written: o * tanh(c_t)
-    for j in range(4 * H):
-        a[j] += b[j]
-    _gate_activations(a, H)
-    for j in range(H):
-        cj = a[H + j] * c[j] + a[j] * a[2 * H + j]  # c_t = f c_{t-1} + i g
-        c[j] = cj
-        m[j] = a[3 * H + j] * tanh(cj)  # m_t = o tanh(c_t)
+    # one row, one pass of full-width vectors: a (4H) pre-activations -> gate activations
+    # in place; c (H) c_{t-1} -> c_t; m (H) written: o * tanh(c_t)
+    pa = _data(a)
+    pb = _data(b)
+    _cell_forward_rows((pa, pa, pa, pa, pb, pb, pb, pb, _data(c), _data(m)),
+                       (0, H, 2 * H, 3 * H, 0, H, 2 * H, 3 * H, 0, 0), H)
 
 
 @jit
