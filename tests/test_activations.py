@@ -5,6 +5,7 @@ import pytest
 
 from fastrnn._config import jit
 from fastrnn.kernels import activations as A
+from fastrnn.kernels.tiles import VECTOR_BYTES, _data
 
 
 @jit
@@ -77,12 +78,14 @@ def test_special_values(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_row_helpers_match_numpy(dtype):
     rng = np.random.default_rng(1)
-    a = (4 * rng.standard_normal(37)).astype(dtype)
+    a0 = (4 * rng.standard_normal(37)).astype(dtype)
+    b = rng.standard_normal(37).astype(dtype)
+    a = a0 + b
     dh = rng.standard_normal(37).astype(dtype)
     tol = 1e-6 if dtype == np.float32 else 1e-15
     for name, code in A.ACTIVATIONS.items():
-        h = a.copy()
-        A.activate(h, code)
+        h = a0.copy()
+        A.activate(h, b, code)  # act(a0 + b)
         exact = {"tanh": np.tanh(a), "relu": np.maximum(a, 0), "identity": a,
                  "sigmoid": _exact(1, a).astype(dtype)}[name]
         np.testing.assert_allclose(h, exact, rtol=tol, atol=tol)
@@ -93,11 +96,42 @@ def test_row_helpers_match_numpy(dtype):
         np.testing.assert_allclose(da, dh * d, rtol=tol, atol=tol)
     # relu: NaN stays NaN forward, and its gradient passes (as torch.relu's does)
     h = np.array([np.nan, -1.0, 2.0], dtype)
-    A.activate(h, A.RELU)
+    A.activate(h, np.zeros(3, dtype), A.RELU)
     assert np.isnan(h[0]) and h[1] == 0 and h[2] == 2
     da = np.empty(3, dtype)
     A.activation_backward(da, np.ones(3, dtype), h, A.RELU)
     np.testing.assert_array_equal(da, [1, 0, 1])
+
+
+@jit
+def _rows(code, x, off, n):
+    p = _data(x)
+    if code == 0:
+        A.tanh_row(p, off, n)
+    else:
+        A.sigmoid_row(p, off, n)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("code", [0, 1])
+def test_vector_rows_give_the_scalar_bits(code, dtype):
+    # the explicit full-width vectors (and their tail through scratch copies) and the
+    # scalar function are the same IR: the same bits, whatever the position in the row
+    x = _points(dtype, -800.0, 800.0)
+    x = np.concatenate([x, np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], dtype)])
+    scalar = np.empty_like(x)
+    _apply(code, x, scalar)
+    rows = x.copy()
+    _rows(code, rows, 0, x.shape[0])
+    np.testing.assert_array_equal(rows, scalar)
+    W = VECTOR_BYTES // np.dtype(dtype).itemsize
+    for n in sorted({1, 2, W - 1, W, W + 1, 2 * W + 3, 37}):
+        for off in (0, 3):
+            y = x[:100].copy()
+            _rows(code, y, off, n)
+            expect = x[:100].copy()
+            expect[off : off + n] = scalar[off : off + n]
+            np.testing.assert_array_equal(y, expect, err_msg=f"n={n}, off={off}")
 
 
 def test_python_fallbacks_agree_with_numpy():

@@ -39,7 +39,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic, overload
 
 from .._config import OVERLOAD_OPTIONS, jit_inline
-from .tiles import VECTOR_BYTES
+from .tiles import VECTOR_BYTES, _data
 
 TANH = 0
 RELU = 1
@@ -374,22 +374,27 @@ overload(sigmoid, jit_options=OVERLOAD_OPTIONS)(_floats(_sigmoid_scalar))
 # Row helpers used by the cell kernels. The activation branch is outside the loop.
 
 
+_bias_tanh_rows = rowmap(lambda e, xs: [tanh_ir(e, e.add(xs[0], xs[1])), None])
+_bias_sigmoid_rows = rowmap(lambda e, xs: [sigmoid_ir(e, e.add(xs[0], xs[1])), None])
+
+
 @jit_inline
-def activate(a, act):
-    """In place ``a[:] = act(a)`` for a 1-D contiguous row ``a`` of pre-activations."""
+def activate(a, b, act):
+    """In place ``a[:] = act(a + b)`` for 1-D contiguous rows: pre-activations ``a`` and
+    the bias ``b``. tanh and sigmoid run in one pass of full-width vectors (``rowmap``)."""
     n = a.shape[0]
     zero = a.dtype.type(0.0)
     if act == TANH:
-        for j in range(n):
-            a[j] = tanh(a[j])
+        _bias_tanh_rows((_data(a), _data(b)), (0, 0), n)
+    elif act == SIGMOID:
+        _bias_sigmoid_rows((_data(a), _data(b)), (0, 0), n)
     elif act == RELU:
         for j in range(n):
-            v = a[j]
+            v = a[j] + b[j]
             a[j] = zero if v < zero else v  # NaN stays NaN
-    elif act == SIGMOID:
+    else:  # IDENTITY
         for j in range(n):
-            a[j] = sigmoid(a[j])
-    # IDENTITY: nothing to do
+            a[j] += b[j]
 
 
 @jit_inline

@@ -65,9 +65,7 @@ def _forward_chunk(out, h_n, h0, w_hh_t, b, lengths, r0, r1, act):
             if t >= lengths[r0 + r]:  # padding: no output, the state stays at its last step
                 zero(ar)
                 continue
-            for j in range(H):
-                ar[j] += b[j]  # ... + b_ih + b_hh
-            activate(ar, act)  # h_t = act(a_t)
+            activate(ar, b, act)  # h_t = act(a_t + b_ih + b_hh)
     for r in range(r0, r1):
         copy_into(h_n[r], out[lengths[r] - 1, r])
 
@@ -315,10 +313,10 @@ def elman_step(h_out, x, h, w_ih_t, w_hh_t, b, act):
     """
     for r in range(x.shape[0]):
         a = h_out[r]
-        copy_into(a, b)
+        zero(a)
         vecmat_acc(a, x[r], w_ih_t)
         vecmat_acc(a, h[r], w_hh_t)
-        activate(a, act)
+        activate(a, b, act)  # the sums in the order of the sequence kernels
 
 
 @jit

@@ -18,11 +18,11 @@ import numpy as np
 from numba import prange
 
 from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
-from .activations import sigmoid, tanh
+from .activations import rowmap, sigmoid_ir, tanh, tanh_ir
 from .linalg import (add_into, copy_into, copy_rows, outer_acc,
                      sum_windows, transpose, vecmat_acc, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
-from .tiles import matmul, pack, pack_t
+from .tiles import _data, matmul, pack, pack_t
 
 # --------------------------------------------------------------------------------------
 # forward
@@ -36,22 +36,28 @@ def gru_project(gates, x, w_ih, serial):
                serial)
 
 
+def _emit_cell_forward(e, xs):
+    # gi (+ b_ih) and gh -> r, z, n in place of gi; h written; gh_n copied to ghn
+    a_r, a_z, a_n, b_r, b_z, b_n, gh_r, gh_z, gh_n, h_prev, _, _ = xs
+    r = sigmoid_ir(e, e.add(e.add(a_r, b_r), gh_r))
+    z = sigmoid_ir(e, e.add(e.add(a_z, b_z), gh_z))
+    n = tanh_ir(e, e.fma(r, gh_n, e.add(a_n, b_n)))  # b_hn inside r * (PyTorch)
+    h = e.fma(z, h_prev, e.mul(e.sub(e.c(1.0), z), n))  # h = (1 - z) n + z h_prev
+    return [r, z, n, None, None, None, None, None, None, None, h, gh_n]
+
+
+_cell_forward_rows = rowmap(_emit_cell_forward)
+
+
 @jit_inline
-def _cell_forward(h, ghn, a, gh, h_prev, b_ih, H, keep):
-    # one row: a (3H) W_ih x_t -> r, z, n in place; gh (3H) = W_hh h_{t-1} + b_hh;
-    # h (H) written; ghn (H) written if keep
-    one = a.dtype.type(1.0)
-    for j in range(2 * H):
-        a[j] = sigmoid(a[j] + b_ih[j] + gh[j])  # r, z
-    for j in range(H):
-        r = a[j]
-        z = a[H + j]
-        n = tanh(a[2 * H + j] + b_ih[2 * H + j] + r * gh[2 * H + j])
-        a[2 * H + j] = n
-        h[j] = (one - z) * n + z * h_prev[j]
-    if keep:
-        for j in range(H):
-            ghn[j] = gh[2 * H + j]
+def _cell_forward(h, ghn, a, gh, h_prev, b_ih, H):
+    # one row, one pass of full-width vectors: a (3H) W_ih x_t -> r, z, n in place;
+    # gh (3H) = W_hh h_{t-1} + b_hh; h (H) written; ghn (H) gets gh_n (may be gh_n itself)
+    pa = _data(a)
+    pb = _data(b_ih)
+    pg = _data(gh)
+    _cell_forward_rows((pa, pa, pa, pb, pb, pb, pg, pg, pg, _data(h_prev), _data(h), _data(ghn)),
+                       (0, H, 2 * H, 0, H, 2 * H, 0, H, 2 * H, 0, 0, 0), H)
 
 
 @jit
@@ -74,8 +80,8 @@ def _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, lengths, r0, r1
                 zero(out[t, r0 + r])
                 continue
             h_prev = h0[r0 + r] if t == 0 else out[t - 1, r0 + r]
-            _cell_forward(out[t, r0 + r], ghn[t, r0 + r] if keep else gh[r], gates[t, r0 + r],
-                          gh[r], h_prev, b_ih, H, keep)
+            _cell_forward(out[t, r0 + r], ghn[t, r0 + r] if keep else gh[r, 2 * H :],
+                          gates[t, r0 + r], gh[r], h_prev, b_ih, H)
     for r in range(r0, r1):
         copy_into(h_n[r], out[lengths[r] - 1, r])
 
@@ -315,7 +321,7 @@ def gru_step(h_out, gates, x, h, w_ih_t, w_hh_t, b_ih, b_hh):
         vecmat_acc(gi, x[r], w_ih_t)  # b_ih is added by _cell_forward
         copy_into(gh, b_hh)
         vecmat_acc(gh, h[r], w_hh_t)
-        _cell_forward(h_out[r], gh, gi, gh, h[r], b_ih, H, False)
+        _cell_forward(h_out[r], gh[2 * H :], gi, gh, h[r], b_ih, H)
 
 
 @jit
