@@ -285,11 +285,13 @@ def rowmap(emit):
                                               offs_ty[q], intp_t)]) for q in range(k)]
 
             def run(vectors):
-                # vectors: k pointers to one vector each
+                # vectors: k pointers to one vector each; returns the indices written
                 xs = [builder.load(v, align=size) for v in vectors]
-                for v, y in zip(vectors, emit(e, xs)):
+                ys = emit(e, xs)
+                for v, y in zip(vectors, ys):
                     if y is not None:
                         builder.store(y, v, align=size)
+                return [q for q, y in enumerate(ys) if y is not None]
 
             full = builder.sdiv(n, const(W))
             with cgutils.for_range(builder, full) as loop:
@@ -307,11 +309,11 @@ def rowmap(emit):
                     for s, tail in zip(scratch, tails):
                         builder.store(builder.load(builder.gep(tail, [loop.index])),
                                       builder.gep(s, [loop.index]))
-                run(vectors)
+                written = run(vectors)
                 with cgutils.for_range(builder, rest) as loop:
-                    for s, tail in zip(scratch, tails):
-                        builder.store(builder.load(builder.gep(s, [loop.index])),
-                                      builder.gep(tail, [loop.index]))
+                    for q in written:  # only these: an input may be an output's memory
+                        builder.store(builder.load(builder.gep(scratch[q], [loop.index])),
+                                      builder.gep(tails[q], [loop.index]))
             return context.get_dummy_value()
 
         return sig, codegen

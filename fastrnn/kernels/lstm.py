@@ -140,24 +140,33 @@ def lstm_forward(out, h_n, c_n, gates, cs, x, h0, c0, w_ih, w_hh, b, w_hr):
 # backward
 
 
+def _emit_cell_backward(e, xs):
+    # from dL/dm_t (dm) and dL/dc_t arriving from step t+1 (dc) to the gate
+    # pre-activation gradients da_i, da_f, da_g, da_o and dL/dc_{t-1} (dc_prev)
+    _, _, _, _, _, dm, dc, i, f, g, o, c, c_prev = xs
+    one = e.c(1.0)
+    tc = tanh_ir(e, c)
+    dm_o = e.mul(dm, o)
+    dc = e.fma(dm_o, e.fma(e.neg(tc), tc, one), dc)  # m = o tanh(c)
+    da_i = e.mul(e.mul(dc, g), e.mul(i, e.sub(one, i)))  # c = f c_prev + i g
+    da_f = e.mul(e.mul(dc, c_prev), e.mul(f, e.sub(one, f)))
+    da_g = e.mul(e.mul(dc, i), e.fma(e.neg(g), g, one))
+    da_o = e.mul(e.mul(dm, tc), e.mul(o, e.sub(one, o)))
+    return [da_i, da_f, da_g, da_o, e.mul(dc, f)] + [None] * 8
+
+
+_cell_backward_rows = rowmap(_emit_cell_backward)
+
+
 @jit_inline
 def _cell_backward(da, dc_prev, dm, dc, a, c, c_prev, H):
-    # one row: from dL/dm_t (dm) and dL/dc_t arriving from step t+1 (dc) to the gate
-    # pre-activation gradients da (4H) and dL/dc_{t-1} (dc_prev; may alias dc)
-    one = a.dtype.type(1.0)
-    for j in range(H):
-        i = a[j]
-        f = a[H + j]
-        g = a[2 * H + j]
-        o = a[3 * H + j]
-        tc = tanh(c[j])
-        dmj = dm[j]
-        dcj = dc[j] + dmj * o * (one - tc * tc)  # m = o tanh(c)
-        da[j] = dcj * g * i * (one - i)  # c = f c_prev + i g
-        da[H + j] = dcj * c_prev[j] * f * (one - f)
-        da[2 * H + j] = dcj * i * (one - g * g)
-        da[3 * H + j] = dmj * tc * o * (one - o)
-        dc_prev[j] = dcj * f
+    # one row, one pass of full-width vectors: da (4H) written; dc_prev (H) written (may
+    # alias dc); dm, dc (H); a (4H) gate activations, c, c_prev (H) from the forward
+    pd = _data(da)
+    pa = _data(a)
+    _cell_backward_rows((pd, pd, pd, pd, _data(dc_prev), _data(dm), _data(dc), pa, pa, pa, pa,
+                         _data(c), _data(c_prev)),
+                        (0, H, 2 * H, 3 * H, 0, 0, 0, 0, H, 2 * H, 3 * H, 0, 0), H)
 
 
 @jit_inline
