@@ -6,14 +6,12 @@ Dimension key: R = rows, K = inner size, N = output size.
 
 Array assignments are explicit loops here on purpose: Numba compiles a slice
 assignment such as ``a[i:j] = b[k]`` through its general broadcasting machinery,
-which costs seconds of compile time per call site. The row helpers called once per
-row and step are inlined (``jit_inline``): a call passing row views would pay atomic
-reference counts for each.
+which costs seconds of compile time per call site.
 """
 
 import numpy as np
 
-from .._config import jit, jit_inline
+from .._config import jit
 
 
 @jit
@@ -96,7 +94,7 @@ def sum_rows(s, a):
             s[j] += ar[j]
 
 
-@jit_inline
+@jit
 def sum_windows(dst, win, n):
     """``dst = win[0] + win[1] + ... + win[n-1]`` in that order: dst (N,), win (>= n, N)."""
     w0 = win[0]
@@ -108,7 +106,7 @@ def sum_windows(dst, win, n):
             dst[j] += w[j]
 
 
-@jit_inline
+@jit
 def zero(row):
     """``row[:] = 0`` for a 1-D array."""
     z = row.dtype.type(0.0)
@@ -116,14 +114,14 @@ def zero(row):
         row[j] = z
 
 
-@jit_inline
+@jit
 def add_into(dst, src):
     """``dst += src`` for 1-D arrays of the same length."""
     for j in range(dst.shape[0]):
         dst[j] += src[j]
 
 
-@jit_inline
+@jit
 def copy_into(dst, src):
     """``dst[:] = src`` for 1-D arrays of the same length."""
     for j in range(dst.shape[0]):
