@@ -26,6 +26,7 @@ from .kernels import gru as _gru
 from .kernels import lstm as _lstm
 from .kernels import linalg as _linalg
 from .kernels import parallel as _parallel
+from .kernels import tiles as _tiles
 from .kernels.activations import ACTIVATIONS
 
 __all__ = [
@@ -233,11 +234,11 @@ def _sum_ages(dout):
     return dout[:, 0] if dout.shape[1] == 1 else np.ascontiguousarray(dout.sum(axis=1))
 
 
-def _project(gates, x, w_ih_t, serial):
-    # gates[t] = x[t] W_ih^T for all steps: one (T*B, I) x (I, G*H) product; w_ih_t is
-    # W_ih^T, C-contiguous (transposed once per call, not once per chunk)
+def _project(gates, x, w_ih_p, serial):
+    # gates[t] = x[t] W_ih^T for all steps: one (T*B, I) x (I, G*H) product; w_ih_p is
+    # tiles.pack_t(W_ih) (packed once per call, not once per chunk of steps)
     T, B, I = x.shape
-    _parallel.par_matmul(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, I), w_ih_t,
+    _parallel.par_matmul(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, I), w_ih_p,
                          serial)
 
 
@@ -250,7 +251,7 @@ def _input_and_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, da_x, da_h, inp, out
     G = da_x.shape[2]
     TB = T * B
     da2 = da_x.reshape(TB, G)
-    _parallel.par_matmul(dx.reshape(TB, I), da2, inp.w_ih, serial)
+    _parallel.par_matmul(dx.reshape(TB, I), da2, _tiles.pack(inp.w_ih), serial)
     _parallel.linear_grads(dw_ih, dw_hh, db_ih, db_hh, da2, da_h.reshape(TB, G),
                            inp.x.reshape(TB, I), inp.h0,
                            out.reshape(TB, out.shape[2])[: TB - B], serial)
@@ -260,7 +261,8 @@ def _ages_through(da_ages, w_ih, serial):
     # per-age gradient on the input x: da_ages (T, k, B, G) @ W_ih (G, I) -> (T, k, B, I)
     T, k, B, G = da_ages.shape
     dx = np.empty((T, k, B, w_ih.shape[1]), da_ages.dtype)
-    _parallel.par_matmul(dx.reshape(T * k * B, -1), da_ages.reshape(T * k * B, G), w_ih, serial)
+    _parallel.par_matmul(dx.reshape(T * k * B, -1), da_ages.reshape(T * k * B, G),
+                         _tiles.pack(w_ih), serial)
     return dx
 
 
@@ -415,13 +417,13 @@ def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", 
     out = _out_buffer(fn, inp, keep_out, cache, H, 1)
     h_n = inp.h0.copy()
     b, act = _summed_bias(inp), ACTIVATIONS[nonlinearity]
-    w_ih_t = np.ascontiguousarray(inp.w_ih.T)
+    w_ih_p, w_hh_p = _tiles.pack_t(inp.w_ih), _tiles.pack_t(inp.w_hh)  # once per call
     with _launch() as serial:
         for t0, t1 in _chunks(T, out.shape[0]) if B else ():
             h = h_n.copy()  # the state carried into this chunk
             o = _out_chunk(out, inp.x.shape[0], t0, t1)
-            _project(o, inp.x[t0:t1], w_ih_t, serial)  # the recurrence runs in place in out
-            _elman.elman_recurrence(o, h_n, h, inp.w_hh, b, act, _lengths_in(inp, t0, t1), serial)
+            _project(o, inp.x[t0:t1], w_ih_p, serial)  # the recurrence runs in place in out
+            _elman.elman_recurrence(o, h_n, h, w_hh_p, b, act, _lengths_in(inp, t0, t1), serial)
     if not keep_out:
         return None, h_n, None
     return out, h_n, (ElmanCache(inp, out, nonlinearity, _fingerprint(inp, out)) if cache else None)
@@ -619,17 +621,18 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=T
 def _lstm_run_forward(out, h_n, c_n, gates, cs, starts, inp, chunks):
     """The forward in chunks of steps; h_n, c_n hold the initial state on entry. cs (T, B, H)
     or (0, B, H); starts (len(chunks), B, H) gets each chunk's initial c, or is (0, B, H)."""
-    b, w_hr = _summed_bias(inp), _no_projection(inp)
-    w_ih_t = np.ascontiguousarray(inp.w_ih.T)
+    b = _summed_bias(inp)
+    w_ih_p, w_hh_p = _tiles.pack_t(inp.w_ih), _tiles.pack_t(inp.w_hh)  # once per call
+    w_hr_p = _tiles.pack_t(_no_projection(inp))
     with _launch() as serial:
         for i, (t0, t1) in enumerate(chunks):
             h, c = h_n.copy(), c_n.copy()  # the state carried into this chunk
             if starts.shape[0]:
                 starts[i] = c
-            _project(gates[: t1 - t0], inp.x[t0:t1], w_ih_t, serial)
+            _project(gates[: t1 - t0], inp.x[t0:t1], w_ih_p, serial)
             _lstm.lstm_recurrence(_out_chunk(out, inp.x.shape[0], t0, t1), h_n, c_n,
                                   gates[: t1 - t0],
-                                  cs[t0:t1] if cs.shape[0] else cs, h, c, inp.w_hh, b, w_hr,
+                                  cs[t0:t1] if cs.shape[0] else cs, h, c, w_hh_p, b, w_hr_p,
                                   _lengths_in(inp, t0, t1), serial)
 
 
@@ -832,13 +835,13 @@ def _gru_run_forward(out, h_n, gates, ghn, inp, chunks):
     zeros = np.zeros(3 * H, inp.dtype)
     b_ih = zeros if inp.b_ih is None else inp.b_ih
     b_hh = zeros if inp.b_hh is None else inp.b_hh
-    w_ih_t = np.ascontiguousarray(inp.w_ih.T)
+    w_ih_p, w_hh_p = _tiles.pack_t(inp.w_ih), _tiles.pack_t(inp.w_hh)  # once per call
     with _launch() as serial:
         for t0, t1 in chunks:
             h = h_n.copy()
-            _project(gates[: t1 - t0], inp.x[t0:t1], w_ih_t, serial)
+            _project(gates[: t1 - t0], inp.x[t0:t1], w_ih_p, serial)
             _gru.gru_recurrence(_out_chunk(out, inp.x.shape[0], t0, t1), h_n, gates[: t1 - t0],
-                                ghn[t0:t1] if ghn.shape[0] else ghn, h, inp.w_hh, b_ih, b_hh,
+                                ghn[t0:t1] if ghn.shape[0] else ghn, h, w_hh_p, b_ih, b_hh,
                                 _lengths_in(inp, t0, t1), serial)
 
 

@@ -23,15 +23,18 @@ def _matmul_in_njit(c, ci, a, ai, R, mp, accumulate):
 
 MR, KC, MC = tiles.MR, tiles.KC, tiles.MC
 NR32 = tiles.NV * tiles.VECTOR_BYTES // 4  # panel width in float32
+# panels per group of a block of MC / 2 or more rows with one whole k block
+GROUP = tiles.L2_GROUP // (KC * tiles.NV * tiles.VECTOR_BYTES)
 
 # (R, K, N): one-row kernel (R < MR / 2; with K <= KC on the direct path) over groups of
 # ROW_PANELS panels and the 1-3 panels left; partial tiles (MR / 2 <= R < MR); full tiles with
-# row remainders; several k blocks (K > KC); several row blocks (R > MC); partial last
-# panels (N % NR != 0); K = 1
+# row remainders; several k blocks (K > KC); several row blocks (R > MC); blocks of MC / 2
+# rows or more over several groups of panels; partial last panels (N % NR != 0); K = 1
 SHAPES = [(1, 7, 9), (1, 32, 4 * NR32 + 5), (3, 512, 512), (MR // 2, 256, 255),
           (MR - 1, 257, 300), (MR, 1, 1), (MR + 1, KC + 1, 2 * NR32 + 1),
           (2 * MR + MR // 2, 3, 37), (16, 1760, 1760), (MC + MR + 3, 2 * KC + 7, 129),
-          (4, 16, 16), (MR // 2 - 1, 40, 5 * NR32 + 3), (1, 32, 3 * NR32 - 5)]
+          (4, 16, 16), (MR // 2 - 1, 40, 5 * NR32 + 3), (1, 32, 3 * NR32 - 5),
+          (MC + MC // 2 + 1, KC + 5, (GROUP + 1) * NR32 + 3)]
 
 
 def _operands(R, K, N, dtype, seed=0):
@@ -72,12 +75,13 @@ def test_pack_layout(shape, dtype):
 
 
 @pytest.mark.parametrize("K", [KC + 9, 40], ids=["k_blocks", "one_k_block"])
-@pytest.mark.parametrize("R", [1, 2, MR // 2, MR - 1, MR + 1, 2 * MR + 3, MC + 5])
+@pytest.mark.parametrize("R", [1, 2, MR // 2, MR - 1, MR + 1, 2 * MR + 3, MC // 2, MC + 5])
 def test_a_row_does_not_depend_on_the_other_rows(R, K, dtype):
     # every entry is summed in k order with one fused multiply-add per term, whichever
-    # kernel (row, partial or full tile) computes it: any row split gives the same bits.
-    # K <= KC: a single row takes the direct path, without the blocking loops
-    N = 3 * NR32 + 7
+    # kernel (row, partial or full tile) computes it and in whichever order the tiles
+    # run: any row split gives the same bits. K <= KC: a single row takes the direct
+    # path, without the blocking loops; R >= MC / 2: tiles over groups of panels
+    N = (GROUP + 1) * NR32 + 3
     a, m = _operands(R, K, N, dtype, seed=3)
     mp = tiles.pack(m)
     c = np.empty((R, N), dtype)

@@ -30,7 +30,7 @@ from numba import prange
 from .._config import jit, jit_calls_parallel, jit_parallel
 from .activations import activate, activation_backward
 from .linalg import (add_into, copy_into, copy_rows, outer_acc,
-                     sum_windows, transpose, vecmat_acc, vecmat_t, window_entries, zero)
+                     sum_windows, vecmat_acc, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 from .tiles import matmul, pack, pack_t
 
@@ -45,7 +45,7 @@ def elman_project(out, x, w_ih, serial):
     out (T, B, H) written; x (T, B, I); w_ih (H, I).
     """
     T, B, I = x.shape
-    par_matmul(out.reshape(T * B, out.shape[2]), x.reshape(T * B, I), transpose(w_ih), serial)
+    par_matmul(out.reshape(T * B, out.shape[2]), x.reshape(T * B, I), pack_t(w_ih), serial)
 
 
 @jit
@@ -71,16 +71,16 @@ def _forward_chunk(out, h_n, h0, w_hh_t, b, lengths, r0, r1, act):
 
 
 @jit_parallel
-def elman_recurrence(out, h_n, h0, w_hh, b, act, lengths, serial):
+def elman_recurrence(out, h_n, h0, w_hh_t, b, act, lengths, serial):
     """Run the recurrence in place: ``out[t] = act(out[t] + W_hh h_{t-1} + b)``.
 
     out (T, B, H) holds the input projection on entry and h_t on exit; h_n (B, H)
-    written (each row's state at its last step); h0 (B, H); w_hh (H, H);
-    b (H,) = b_ih + b_hh; act code; lengths (B,) int64 in 1..T: row r's steps from
-    lengths[r] on are padding (output 0).
+    written (each row's state at its last step); h0 (B, H); w_hh_t = tiles.pack_t(w_hh)
+    for w_hh (H, H) (packed by the caller: the functional layer runs a long sequence
+    as several calls, one per chunk of steps); b (H,) = b_ih + b_hh; act code;
+    lengths (B,) int64 in 1..T: row r's steps from lengths[r] on are padding (output 0).
     """
     B = out.shape[1]
-    w_hh_t = pack_t(w_hh)  # W_hh^T, packed for matmul
     size = batch_chunk(B)
     if serial:
         for c in range(n_chunks(B, size)):
@@ -110,7 +110,7 @@ def elman_forward(out, h_n, x, h0, w_ih, w_hh, b, act):
         Activation code.
     """
     elman_project(out, x, w_ih, False)
-    elman_recurrence(out, h_n, h0, w_hh, b, act, np.full(x.shape[1], x.shape[0], np.int64), False)
+    elman_recurrence(out, h_n, h0, pack_t(w_hh), b, act, np.full(x.shape[1], x.shape[0], np.int64), False)
 
 
 # --------------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ def elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out, serial):
     TB = T * B
     da2 = da.reshape(TB, H)
     # a_t = W_ih x_t + ...       ->  dx_t = da_t W_ih
-    par_matmul(dx.reshape(TB, I), da2, w_ih, serial)
+    par_matmul(dx.reshape(TB, I), da2, pack(w_ih), serial)
     # a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh  ->  dW_ih = sum_t da_t^T x_t,
     # dW_hh = sum_t da_t^T h_{t-1} (h_{-1} = h0), db = sum over steps and batch of da_t
     db_hh = np.empty_like(db)  # equal to db for this cell

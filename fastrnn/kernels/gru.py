@@ -20,7 +20,7 @@ from numba import prange
 from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
 from .activations import rowmap, sigmoid_ir, tanh, tanh_ir
 from .linalg import (add_into, copy_into, copy_rows, outer_acc,
-                     sum_windows, transpose, vecmat_acc, vecmat_t, window_entries, zero)
+                     sum_windows, vecmat_acc, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 from .tiles import _data, matmul, pack, pack_t
 
@@ -32,7 +32,7 @@ from .tiles import _data, matmul, pack, pack_t
 def gru_project(gates, x, w_ih, serial):
     """``gates[t] = x[t] W_ih^T`` for all steps. gates (T, B, 3H) written."""
     T, B, I = x.shape
-    par_matmul(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, I), transpose(w_ih),
+    par_matmul(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, I), pack_t(w_ih),
                serial)
 
 
@@ -87,16 +87,16 @@ def _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, lengths, r0, r1
 
 
 @jit_parallel
-def gru_recurrence(out, h_n, gates, ghn, h0, w_hh, b_ih, b_hh, lengths, serial):
+def gru_recurrence(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, lengths, serial):
     """Run the recurrence.
 
     out (T, B, H), h_n (B, H) written (h_n: each row's state at its last step); gates
     (T, B, 3H) projection in, r, z, n out; ghn (T, B, H) written (or (0, B, H) to keep
-    nothing); h0 (B, H); w_hh (3H, H); b_ih, b_hh (3H,); lengths (B,) int64 in 1..T
+    nothing); h0 (B, H); w_hh_t = tiles.pack_t(w_hh) for w_hh (3H, H) (packed by the
+    caller, as in ``elman_recurrence``); b_ih, b_hh (3H,); lengths (B,) int64 in 1..T
     (steps from lengths[r] on are padding: output 0).
     """
     B = out.shape[1]
-    w_hh_t = pack_t(w_hh)  # W_hh^T, packed for matmul
     size = batch_chunk(B)
     if serial:
         for c in range(n_chunks(B, size)):
@@ -112,7 +112,7 @@ def gru_recurrence(out, h_n, gates, ghn, h0, w_hh, b_ih, b_hh, lengths, serial):
 def gru_forward(out, h_n, gates, ghn, x, h0, w_ih, w_hh, b_ih, b_hh):
     """Whole forward pass (T >= 1): ``gru_project`` then ``gru_recurrence``."""
     gru_project(gates, x, w_ih, False)
-    gru_recurrence(out, h_n, gates, ghn, h0, w_hh, b_ih, b_hh,
+    gru_recurrence(out, h_n, gates, ghn, h0, pack_t(w_hh), b_ih, b_hh,
                    np.full(x.shape[1], x.shape[0], np.int64), False)
 
 
@@ -272,7 +272,7 @@ def gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, w_ih, out,
     H = out.shape[2]
     TB = T * B
     dgi2 = dgi.reshape(TB, G)
-    par_matmul(dx.reshape(TB, I), dgi2, w_ih, serial)
+    par_matmul(dx.reshape(TB, I), dgi2, pack(w_ih), serial)
     linear_grads(dw_ih, dw_hh, db_ih, db_hh, dgi2, dgh.reshape(TB, G), x.reshape(TB, I), h0,
                  out.reshape(TB, H)[: TB - B], serial)
 

@@ -40,18 +40,6 @@ def vecmat_acc(acc, v, m):
 
 
 @jit
-def transpose(a):
-    """A new C-contiguous array holding ``a.T`` for a 2-D array ``a``."""
-    R, N = a.shape
-    t = np.empty((N, R), a.dtype)
-    for r in range(R):
-        ar = a[r]
-        for j in range(N):
-            t[j, r] = ar[j]
-    return t
-
-
-@jit
 def copy_rows(dst, src):
     """``dst[...] = src`` for 2-D arrays of the same shape."""
     for r in range(src.shape[0]):

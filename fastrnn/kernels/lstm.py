@@ -23,7 +23,7 @@ from numba import prange
 from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
 from .activations import rowmap, sigmoid_ir, sigmoid_row, tanh, tanh_ir, tanh_row
 from .linalg import (add_into, copy_into, copy_rows, outer_acc,
-                     sum_windows, transpose, vecmat_acc, vecmat_t, window_entries, zero)
+                     sum_windows, vecmat_acc, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
 from .tiles import _data, matmul, pack, pack_t
 
@@ -35,7 +35,7 @@ from .tiles import _data, matmul, pack, pack_t
 def lstm_project(gates, x, w_ih, serial):
     """``gates[t] = x[t] W_ih^T`` for all steps. gates (T, B, 4H) written."""
     T, B, I = x.shape
-    par_matmul(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, I), transpose(w_ih),
+    par_matmul(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, I), pack_t(w_ih),
                serial)
 
 
@@ -105,18 +105,17 @@ def _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths,
 
 
 @jit_parallel
-def lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh, b, w_hr, lengths, serial):
+def lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths, serial):
     """Run the recurrence.
 
     out (T, B, P), h_n (B, P), c_n (B, H) written (final states at each row's last
     step); gates (T, B, 4H) projection in, activations out; cs (T, B, H) written (or
-    (0, B, H) to keep no history); h0 (B, P); c0 (B, H); w_hh (4H, P); b (4H,);
-    w_hr (P, H) or (0, 0); lengths (B,) int64 in 1..T (steps from lengths[r] on are
-    padding: output 0).
+    (0, B, H) to keep no history); h0 (B, P); c0 (B, H); w_hh_t, w_hr_t =
+    tiles.pack_t(w_hh), tiles.pack_t(w_hr) for w_hh (4H, P) and w_hr (P, H) or (0, 0)
+    (packed by the caller, as in ``elman_recurrence``); b (4H,); lengths (B,) int64 in
+    1..T (steps from lengths[r] on are padding: output 0).
     """
     B = out.shape[1]
-    w_hh_t = pack_t(w_hh)  # W_hh^T, packed for matmul
-    w_hr_t = pack_t(w_hr)
     size = batch_chunk(B)
     if serial:
         for c in range(n_chunks(B, size)):
@@ -132,7 +131,7 @@ def lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh, b, w_hr, lengths, se
 def lstm_forward(out, h_n, c_n, gates, cs, x, h0, c0, w_ih, w_hh, b, w_hr):
     """Whole forward pass (T >= 1): ``lstm_project`` then ``lstm_recurrence``."""
     lstm_project(gates, x, w_ih, False)
-    lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh, b, w_hr,
+    lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, pack_t(w_hh), b, pack_t(w_hr),
                     np.full(x.shape[1], x.shape[0], np.int64), False)
 
 
@@ -346,7 +345,7 @@ def lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, x, h0, w_ih, out
     P = out.shape[2]
     TB = T * B
     da2 = da.reshape(TB, G)
-    par_matmul(dx.reshape(TB, I), da2, w_ih, serial)
+    par_matmul(dx.reshape(TB, I), da2, pack(w_ih), serial)
     db_hh = np.empty_like(db)  # equal to db for this cell
     linear_grads(dw_ih, dw_hh, db, db_hh, da2, da2, x.reshape(TB, I), h0,
                  out.reshape(TB, P)[: TB - B], serial)

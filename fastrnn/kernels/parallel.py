@@ -11,9 +11,9 @@ another chunk writes.
 - The recurrence splits the batch: rows are independent through the whole sequence,
   so each chunk of rows runs its own time loop (one parallel region per call, no
   synchronisation per step).
-- A whole-sequence GEMM splits its output into row or column blocks, or (for the
-  weight gradients, whose inner size is T*B) its inner dimension into parts whose
-  partial products are then summed.
+- A whole-sequence product with a weight matrix (the input projection, dx) splits
+  its rows into blocks; the weight gradients, whose inner size is T*B, split their
+  inner dimension into parts whose partial products are then summed (BLAS GEMMs).
 
 Every parallel kernel takes a last argument ``serial``: True runs the same chunks one
 after the other on the calling thread, without entering Numba's threading layer (the
@@ -21,9 +21,9 @@ functional layer uses it where a parallel launch is unsafe: a child forked from 
 process that used GNU OpenMP, or a second concurrent launch on the workqueue layer).
 Results are bit-identical either way.
 
-BLAS packs every operand it is given, so a split duplicates the packing of the
-operand all chunks share; chunks are kept large enough to make that negligible, and
-problems too small to gain are not split at all.
+BLAS packs every operand it is given, so a split of a GEMM duplicates the packing of
+the operand all chunks share; chunks are kept large enough to make that negligible,
+and problems too small to gain are not split at all.
 """
 
 import numpy as np
@@ -32,7 +32,7 @@ from numba import prange
 from .._config import jit, jit_parallel
 from .blas import gemm
 from .linalg import add_into, copy_into
-from .tiles import MR
+from .tiles import MR, matmul
 
 #: At most this many chunks per parallel loop (enough for 16 cores).
 MAX_CHUNKS = 16
@@ -40,7 +40,7 @@ MAX_CHUNKS = 16
 #: Multiply-adds below which a chunk is not worth a thread (~10-20 us of work).
 MIN_WORK = 1 << 20
 
-#: Smallest row or column block of a split GEMM output.
+#: Smallest row block of a split whole-sequence product.
 MIN_BLOCK = 64
 
 #: Smallest part of the inner dimension of a split weight-gradient GEMM.
@@ -93,35 +93,27 @@ def batch_chunk(B):
     return chunk_size(B, CHUNK_ROWS)
 
 
-@jit
-def _matmul_block(c, a, b, i, size):
-    # block i of c = a @ b: a block of rows if c is tall, of columns if it is wide
-    M, N = c.shape
-    lo = i * size
-    if M >= N:
-        hi = min(M, lo + size)
-        gemm(c[lo:hi], a[lo:hi], b, False, False, False)
-    else:
-        hi = min(N, lo + size)
-        gemm(c[:, lo:hi], a, b[:, lo:hi], False, False, False)
-
-
 @jit_parallel
-def par_matmul(c, a, b, serial):
-    """``c = a @ b`` split over blocks of the larger output dimension.
+def par_matmul(c, a, mp, serial):
+    """``c = a @ m`` for ``mp = tiles.pack(m)`` (or ``tiles.pack_t(w)`` for m = w^T), split
+    over blocks of rows.
 
-    c (M, N), a (M, K), b (K, N), all C-contiguous; ``serial``: run every block on
-    the calling thread (same results, no parallel region).
+    c (M, N), a (M, K): C-contiguous; mp (P, K, NR). Each row's sum is the same in any
+    block (``tiles.matmul``), so the blocks only decide the threads' shares of the work.
+    ``serial``: run every block on the calling thread (same results, no parallel region).
     """
-    M, N = c.shape
-    n = max(M, N)
-    size = -(-n // _n_parts(n, MIN_BLOCK, M * N * a.shape[1]))
+    M = c.shape[0]
+    parts = _n_parts(M, MIN_BLOCK, M * c.shape[1] * a.shape[1])
+    size = -(-M // parts)
+    size = -(-size // MR) * MR  # whole register tiles
     if serial:
-        for i in range(n_chunks(n, size)):
-            _matmul_block(c, a, b, i, size)
+        for i in range(n_chunks(M, size)):
+            r0 = i * size
+            matmul(c, r0, a, r0, min(M, r0 + size) - r0, mp, False)
     else:
-        for i in prange(n_chunks(n, size)):
-            _matmul_block(c, a, b, i, size)
+        for i in prange(n_chunks(M, size)):
+            r0 = i * size
+            matmul(c, r0, a, r0, min(M, r0 + size) - r0, mp, False)
 
 
 @jit

@@ -61,6 +61,10 @@ KC = 256
 #: Rows per block: the rows' block of MC x KC entries stays in L2 while the panels pass.
 MC = 128
 
+#: Bytes of packed weights per group of panels in a block of at least MC / 2 rows: the
+#: group's KC x (group columns) entries stay in L2 while the row tiles pass over it.
+L2_GROUP = 1 << 19
+
 
 def _make_tile(mr, panels):
     """Micro-kernel for ``mr`` rows x ``panels`` panels (NV vectors each)."""
@@ -333,11 +337,21 @@ def _matmul(c, ci, N, a, ai, K, m, P, KP, NR, R, accumulate):
             rt = r0 + (r1 - r0) // MR * MR
             if r1 - rt >= MR // 2:
                 rt = r1
-            for p in range(P):
-                cols = min(NR, N - p * NR)
+            # the order of the tiles: with few row tiles (a step of a recurrence), panel
+            # by panel, each panel's block in L1 while the row tiles pass; with many (the
+            # whole-sequence products), row tile by row tile over groups of panels that
+            # stay in L2, so that c is written a row at a time and not in strips of NR
+            # columns across many rows (1.2-1.6x faster for (3200, 256) x (256, 1024) and
+            # (25600, 128) x (128, 2048), measured). Each entry's sum is the same either way.
+            group = 1
+            if r1 - r0 >= MC // 2:
+                group = max(1, L2_GROUP // (kc * NV * VECTOR_BYTES))
+            for g0 in range(0, P, group):
                 for i in range(r0, rt, MR):
-                    _tile(c, c0 + i * ldc + p * NR, ldc, a, a0 + i * lda + k0, lda, m,
-                          p * pstride + k0 * NR, pstride, kc, min(MR, r1 - i), cols, acc)
+                    for p in range(g0, min(P, g0 + group)):
+                        _tile(c, c0 + i * ldc + p * NR, ldc, a, a0 + i * lda + k0, lda, m,
+                              p * pstride + k0 * NR, pstride, kc, min(MR, r1 - i),
+                              min(NR, N - p * NR), acc)
             for i in range(rt, r1):
                 _row(c, c0 + i * ldc, ldc, a, a0 + i * lda + k0, lda, m, k0 * NR, pstride, P,
                      NR, kc, N, acc)
