@@ -61,6 +61,13 @@ KC = 256
 #: Rows per block: the rows' block of MC x KC entries stays in L2 while the panels pass.
 MC = 128
 
+#: Steps of k ahead at which a full tile prefetches its panels: the panels stream from
+#: L2 or L3 (for a product of a few rows with a large matrix, from L3 each step), and
+#: the hardware prefetchers stop at page boundaries. 3-13% faster for products of
+#: 16-3200 rows (1.3x for 16 x 512 x 2048, measured); the one-row kernels, whose panels
+#: are in L1 for the tiny recurrences they serve, do without (1 x 32 x 128 was 1.4x slower).
+PREFETCH_K = 8
+
 #: Bytes of packed weights per group of panels in a block of at least MC / 2 rows: the
 #: group's KC x (group columns) entries stay in L2 while the row tiles pass over it.
 L2_GROUP = 1 << 19
@@ -157,9 +164,21 @@ def _make_tile(mr, panels):
             bases = [builder.gep(md, [builder.add(m_off, builder.mul(const(q), pstride))])
                      for q in range(panels)]
             zeros_mask = ir.Constant(ir.VectorType(ir.IntType(32), W), None)
+            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+            prefetch = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                "llvm.prefetch.p0i8")
             with cgutils.for_range(builder, K) as loop:
                 k = loop.index
                 koff = builder.mul(k, const(NR))
+                if mr > 1:  # (a prefetch past the end of the panels is harmless: no fault)
+                    for q in range(panels):
+                        for line in range(0, NR * size, 64):
+                            ptr = builder.gep(bases[q], [builder.add(
+                                koff, const(PREFETCH_K * NR + line // size))])
+                            builder.call(prefetch, [builder.bitcast(ptr, i8p),  # read, keep
+                                                    ir.Constant(i32, 0), ir.Constant(i32, 3),
+                                                    ir.Constant(i32, 1)])  # in all caches
                 mv = []
                 for v in range(nvec):
                     q, u = divmod(v, NV)
