@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastrnn.kernels import tiles
+from fastrnn.kernels import parallel, tiles
 
 from .cells import CELLS
 from .conftest import assert_close
@@ -90,6 +90,29 @@ def test_a_row_does_not_depend_on_the_other_rows(R, K, dtype):
         alone = np.empty((1, N), dtype)
         _matmul(alone, a, mp, False, ai=r)
         assert np.array_equal(alone[0], c[r])
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 3, 5), (2 * MC + 37, KC + 3, 2 * NR32 + 9)],
+                         ids=str)
+def test_par_matmul_is_the_product_in_any_block_split(shape, dtype):
+    # the whole-sequence product (input projection, dx): c = a @ w^T over row blocks
+    # (several for the largest shape), the same bits run in parallel or serially, and
+    # each row the bits of that row alone
+    R, K, N = shape
+    if R > MC:  # the case that really splits
+        assert parallel._n_parts(R, parallel.MIN_BLOCK, R * K * N) >= 2
+    a, w = _operands(R, K, N, dtype, seed=5)
+    w = np.ascontiguousarray(w.T)  # (N, K), as W_ih
+    wp = tiles.pack_t(w)
+    c = np.full((R, N), np.nan, dtype)
+    parallel.par_matmul(c, a, wp, False)
+    assert_close(c, a.astype(np.float64) @ w.T.astype(np.float64), dtype, scale=10)
+    serial = np.empty_like(c)
+    parallel.par_matmul(serial, a, wp, True)
+    assert np.array_equal(c, serial)
+    alone = np.empty((1, N), dtype)
+    parallel.par_matmul(alone, a[R - 1:], wp, True)
+    assert np.array_equal(alone[0], c[R - 1])
 
 
 def test_nan_and_inf_stay_in_their_row(dtype):
