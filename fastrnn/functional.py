@@ -234,9 +234,15 @@ def _sum_ages(dout):
     return dout[:, 0] if dout.shape[1] == 1 else np.ascontiguousarray(dout.sum(axis=1))
 
 
+def _packed_weights(inp):
+    # W_ih and W_hh packed for the tiles (tiles.pack_t), once per call: a forward runs
+    # as one projection and one recurrence per chunk of steps
+    return _tiles.pack_t(inp.w_ih), _tiles.pack_t(inp.w_hh)
+
+
 def _project(gates, x, w_ih_p, serial):
     # gates[t] = x[t] W_ih^T for all steps: one (T*B, I) x (I, G*H) product; w_ih_p is
-    # tiles.pack_t(W_ih) (packed once per call, not once per chunk of steps)
+    # tiles.pack_t(W_ih)
     T, B, I = x.shape
     _parallel.par_matmul(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, I), w_ih_p,
                          serial)
@@ -417,7 +423,7 @@ def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", 
     out = _out_buffer(fn, inp, keep_out, cache, H, 1)
     h_n = inp.h0.copy()
     b, act = _summed_bias(inp), ACTIVATIONS[nonlinearity]
-    w_ih_p, w_hh_p = _tiles.pack_t(inp.w_ih), _tiles.pack_t(inp.w_hh)  # once per call
+    w_ih_p, w_hh_p = _packed_weights(inp)
     with _launch() as serial:
         for t0, t1 in _chunks(T, out.shape[0]) if B else ():
             h = h_n.copy()  # the state carried into this chunk
@@ -622,7 +628,7 @@ def _lstm_run_forward(out, h_n, c_n, gates, cs, starts, inp, chunks):
     """The forward in chunks of steps; h_n, c_n hold the initial state on entry. cs (T, B, H)
     or (0, B, H); starts (len(chunks), B, H) gets each chunk's initial c, or is (0, B, H)."""
     b = _summed_bias(inp)
-    w_ih_p, w_hh_p = _tiles.pack_t(inp.w_ih), _tiles.pack_t(inp.w_hh)  # once per call
+    w_ih_p, w_hh_p = _packed_weights(inp)
     w_hr_p = _tiles.pack_t(_no_projection(inp))
     with _launch() as serial:
         for i, (t0, t1) in enumerate(chunks):
@@ -835,7 +841,7 @@ def _gru_run_forward(out, h_n, gates, ghn, inp, chunks):
     zeros = np.zeros(3 * H, inp.dtype)
     b_ih = zeros if inp.b_ih is None else inp.b_ih
     b_hh = zeros if inp.b_hh is None else inp.b_hh
-    w_ih_p, w_hh_p = _tiles.pack_t(inp.w_ih), _tiles.pack_t(inp.w_hh)  # once per call
+    w_ih_p, w_hh_p = _packed_weights(inp)
     with _launch() as serial:
         for t0, t1 in chunks:
             h = h_n.copy()

@@ -110,7 +110,8 @@ def elman_forward(out, h_n, x, h0, w_ih, w_hh, b, act):
         Activation code.
     """
     elman_project(out, x, w_ih, False)
-    elman_recurrence(out, h_n, h0, pack_t(w_hh), b, act, np.full(x.shape[1], x.shape[0], np.int64), False)
+    elman_recurrence(out, h_n, h0, pack_t(w_hh), b, act, np.full(x.shape[1], x.shape[0], np.int64),
+                     False)
 
 
 # --------------------------------------------------------------------------------------
