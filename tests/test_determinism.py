@@ -100,4 +100,4 @@ def test_the_shape_used_here_really_splits_every_phase():
     size = parallel.batch_chunk(B)
     assert parallel.n_chunks(B, size) >= 2  # recurrence
     assert parallel._n_parts(T * B, parallel.MIN_BLOCK, T * B * I * H) >= 2  # projection, dx
-    assert parallel._n_parts(T * B, parallel.MIN_INNER, T * B * H * H) >= 2  # dW_hh
+    assert parallel.grad_parts(T * B, H, I, H) >= 2  # dW_ih, dW_hh

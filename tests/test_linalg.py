@@ -116,6 +116,38 @@ def test_par_matmul_is_the_product_in_any_block_split(shape, dtype):
     assert np.array_equal(alone[0], c[R - 1])
 
 
+PART = parallel.MIN_PART_ROWS
+
+
+# (K, B, M, N, Q): one part; 2 parts; 4 parts with h0's rows spanning parts 0 and 1
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1, 1), (7, 3, 5, 3, 2), (2 * PART + 5, 3, 5, 3, 4),
+                                   (4 * PART + 3, PART + 7, 3, 2, 5)], ids=str)
+@pytest.mark.parametrize("same_da", [True, False], ids=["da_h_is_da_x", "gated_da_h"])
+def test_linear_grads_against_numpy(shape, same_da, dtype):
+    # the weight gradients: dw_x = da_x^T x, dw_h = da_h^T [h0; h_tail], bias sums; the
+    # same bits run in parallel or serially
+    K, B, M, N, Q = shape
+    P = parallel.grad_parts(K, M, N, Q)
+    assert P == {1: 1, 7: 1, 2 * PART + 5: 2, 4 * PART + 3: 4}[K]
+    rng = np.random.default_rng(6)
+    da_x, x = (rng.standard_normal(s).astype(dtype) for s in ((K, M), (K, N)))
+    da_h = da_x if same_da else rng.standard_normal((K, M)).astype(dtype)
+    h = rng.standard_normal((K, Q)).astype(dtype)
+    given = [a.copy() for a in (da_x, da_h, x, h)]
+    outs = []
+    for serial in (False, True):
+        out = [np.full(s, np.nan, dtype) for s in ((M, N), (M, Q), M, M)]
+        parallel.linear_grads(*out, da_x, da_h, x, h[:B], h[B:], serial)
+        outs.append(out)
+    f64 = [a.astype(np.float64) for a in (da_x, da_h, x, h)]
+    want = (f64[0].T @ f64[2], f64[1].T @ f64[3], f64[0].sum(0), f64[1].sum(0))
+    for got, ref, other in zip(outs[0], want, outs[1]):
+        assert_close(got, ref, dtype, scale=10)
+        assert np.array_equal(got, other)
+    for a, b in zip(given, (da_x, da_h, x, h)):
+        assert np.array_equal(a, b)
+
+
 def test_nan_and_inf_stay_in_their_row(dtype):
     R, K, N = MR + 3, 40, NR32 + 5
     a, m = _operands(R, K, N, dtype, seed=4)

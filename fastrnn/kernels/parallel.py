@@ -12,8 +12,9 @@ another chunk writes.
   so each chunk of rows runs its own time loop (one parallel region per call, no
   synchronisation per step).
 - A whole-sequence product with a weight matrix (the input projection, dx) splits
-  its rows into blocks; the weight gradients, whose inner size is T*B, split their
-  inner dimension into parts whose partial products are then summed (BLAS GEMMs).
+  its rows into blocks; the weight gradients (BLAS GEMMs) are two tasks, the input
+  term and the hidden term, and long sequences split their inner dimension T*B into
+  parts whose partial products are then summed.
 
 Every parallel kernel takes a last argument ``serial``: True runs the same chunks one
 after the other on the calling thread, without entering Numba's threading layer (the
@@ -32,7 +33,7 @@ from numba import prange
 from .._config import jit, jit_parallel
 from .blas import gemm
 from .linalg import add_into, copy_into
-from .tiles import MR, matmul
+from .tiles import MR, _address, matmul
 
 #: At most this many chunks per parallel loop (enough for 16 cores).
 MAX_CHUNKS = 16
@@ -43,13 +44,11 @@ MIN_WORK = 1 << 20
 #: Smallest row block of a split whole-sequence product.
 MIN_BLOCK = 64
 
-#: Smallest part of the inner dimension of a split weight-gradient GEMM.
-MIN_INNER = 256
-
-#: Smallest block of weight-gradient rows: each block's GEMM repacks the whole
-#: (T*B, N) input, so blocks of 64-128 rows ran at 0.5-0.7 of one whole GEMM at
-#: large_batch sizes (T*B = 25600, 4H = 2048), blocks of 256 at par.
-MIN_GRAD_ROWS = 256
+#: Fewest rows of T*B per part of a weight-gradient GEMM split over its inner
+#: dimension. Splitting costs a pass over the partial products and GEMMs over shorter
+#: inner sizes: parts of 1600-6400 rows cost 0-6% (medium and large_batch sizes), parts
+#: of 200-400 rows 20-60% (deepbench), measured at 1 thread.
+MIN_PART_ROWS = 1024
 
 #: Largest total size (elements) of the partial products of a split inner dimension.
 MAX_PARTIALS = 1 << 22
@@ -117,33 +116,28 @@ def par_matmul(c, a, mp, serial):
 
 
 @jit
-def _grad_block(dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail, k0, k1, m0, m1):
-    # rows m0:m1 of the gradients from rows k0:k1 of the K rows, overwritten;
-    # h_prev is h_head (rows 0..B-1) then h_tail
-    B = h_head.shape[0]
-    gemm(dw_x[m0:m1], da_x[k0:k1, m0:m1], x[k0:k1], True, False, False)
+def _grad_task(dw, db, da, x_head, x_tail, k0, k1, sums):
+    # dw = da[k0:k1]^T x[k0:k1] and (with sums) db = column sums of da[k0:k1], both
+    # overwritten, where x = [x_head; x_tail] by rows (x_head may have 0 rows)
+    B = x_head.shape[0]
     acc = False
-    if k0 < B:  # rows whose previous state is h0
+    if k0 < B:
         e = min(k1, B)
-        gemm(dw_h[m0:m1], da_h[k0:e, m0:m1], h_head[k0:e], True, False, False)
+        gemm(dw, da[k0:e], x_head[k0:e], True, False, False)
         acc = True
     if k1 > B:
         s = max(k0, B)
-        gemm(dw_h[m0:m1], da_h[s:k1, m0:m1], h_tail[s - B:k1 - B], True, False, acc)
-    # bias sums row by row, k ascending: a fixed order. On views from column 0: a loop
-    # from m0 keeps Numba's negative-index check and does not vectorise (it took longer
-    # than both GEMMs at (T*B, 4H) = (3200, 128), measured)
-    _column_sums(db_x[m0:m1], da_x, k0, k1, m0)
-    _column_sums(db_h[m0:m1], da_h, k0, k1, m0)
+        gemm(dw, da[s:k1], x_tail[s - B:k1 - B], True, False, acc)
+    if sums:
+        _column_sums(db, da, k0, k1)
 
 
 @jit
-def _column_sums(dst, a, k0, k1, m0):
-    # dst[j] = a[k0, m0 + j] + a[k0 + 1, m0 + j] + ... + a[k1 - 1, m0 + j], in k order
-    n = dst.shape[0]
-    copy_into(dst, a[k0, m0:m0 + n])
+def _column_sums(dst, a, k0, k1):
+    # dst[j] = a[k0, j] + a[k0 + 1, j] + ... + a[k1 - 1, j], in k order
+    copy_into(dst, a[k0])
     for k in range(k0 + 1, k1):
-        add_into(dst, a[k, m0:m0 + n])
+        add_into(dst, a[k])
 
 
 @jit
@@ -157,6 +151,30 @@ def _sum_parts(dst, parts, j0, j1):
             dst[j] += pp[j]
 
 
+@jit
+def grad_parts(K, M, N, Q):
+    """Parts of the inner dimension K = T*B that ``linear_grads`` splits into: a power of
+    two, with parts of at least MIN_PART_ROWS rows and partial products within
+    MAX_PARTIALS elements (1 when K is short: then nothing is split)."""
+    P = 1
+    while (P < MAX_CHUNKS // 2 and K >= 2 * P * MIN_PART_ROWS
+           and 2 * P * M * (N + Q + 2) <= MAX_PARTIALS):
+        P *= 2
+    return P
+
+
+@jit
+def _task(p, P, px, ph, pbx, pbh, da_x, da_h, x, h_head, h_tail, ksize, h_sums):
+    # task 2p: the x-term of part p, task 2p + 1 its h-term
+    K = da_x.shape[0]
+    q = p // 2
+    k0, k1 = q * ksize, min(K, (q + 1) * ksize)
+    if p % 2 == 0:
+        _grad_task(px[q], pbx[q], da_x, x[:0], x, k0, k1, True)
+    else:
+        _grad_task(ph[q], pbh[q], da_h, h_head, h_tail, k0, k1, h_sums)
+
+
 @jit_parallel
 def linear_grads(dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail, serial):
     """Weight and bias gradients of ``a = x W_x^T + b_x + h_prev W_h^T + b_h`` over
@@ -166,22 +184,23 @@ def linear_grads(dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail, serial):
 
     dw_x (M, N), dw_h (M, Q), db_x, db_h (M,) written; da_x, da_h (K, M); x (K, N);
     h_head (B, Q); h_tail (K - B, Q); all C-contiguous, K >= 1. (da_h differs from
-    da_x where the hidden term is gated, as in the GRU's candidate.)
+    da_x where the hidden term is gated, as in the GRU's candidate; where it is the
+    same array, db_h is a copy of db_x.)
 
-    Split over P parts of K whose partial results are then summed in part order, or,
-    when partials would be too big or K too short (P = 1), over blocks of the M rows.
-    ``serial``: run every part on the calling thread (same results).
+    Tasks: the x-term and the h-term of each of P = ``grad_parts`` parts of K, each one
+    whole GEMM over all M rows (splitting M repacks the other operand for every block:
+    8 blocks of deepbench's 1760 rows took 1.3x as long as one GEMM, measured); the
+    partial results are then summed in part order. ``serial``: run every task on the
+    calling thread (same results).
     """
     K, M = da_x.shape
     N = x.shape[1]
     Q = h_head.shape[1]
-    work = K * M * (N + Q + 2)
-    P = min(_n_parts(K, MIN_INNER, work), max(1, MAX_PARTIALS // max(1, M * (N + Q + 2))))
+    P = grad_parts(K, M, N, Q)
     ksize = -(-K // P)
     P = n_chunks(K, ksize)
-    msize = M if P > 1 else -(-M // _n_parts(M, MIN_GRAD_ROWS, work))
-    nb = n_chunks(M, msize)
-    if P == 1:  # blocks write the results directly
+    h_sums = _address(da_h) != _address(da_x)
+    if P == 1:  # the tasks write the results directly
         px = dw_x.reshape((1, M, N))
         ph = dw_h.reshape((1, M, Q))
         pbx = db_x.reshape((1, M))
@@ -192,30 +211,31 @@ def linear_grads(dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail, serial):
         pbx = np.empty((P, M), db_x.dtype)
         pbh = np.empty((P, M), db_h.dtype)
     if serial:
-        for task in range(P * nb):
-            p = task // nb
-            m0 = (task % nb) * msize
-            _grad_block(px[p], ph[p], pbx[p], pbh[p], da_x, da_h, x, h_head, h_tail,
-                        p * ksize, min(K, (p + 1) * ksize), m0, min(M, m0 + msize))
+        for p in range(2 * P):
+            _task(p, P, px, ph, pbx, pbh, da_x, da_h, x, h_head, h_tail, ksize, h_sums)
     else:
-        for task in prange(P * nb):
-            p = task // nb
-            m0 = (task % nb) * msize
-            _grad_block(px[p], ph[p], pbx[p], pbh[p], da_x, da_h, x, h_head, h_tail,
-                        p * ksize, min(K, (p + 1) * ksize), m0, min(M, m0 + msize))
+        for p in prange(2 * P):
+            _task(p, P, px, ph, pbx, pbh, da_x, da_h, x, h_head, h_tail, ksize, h_sums)
     if P > 1:
         rows = chunk_size(M, 1)
         if serial:
             for i in range(n_chunks(M, rows)):
-                for m in range(i * rows, min(M, (i + 1) * rows)):
-                    _sum_parts(dw_x[m], px[:, m], 0, N)
-                    _sum_parts(dw_h[m], ph[:, m], 0, Q)
-                _sum_parts(db_x, pbx, i * rows, min(M, (i + 1) * rows))
-                _sum_parts(db_h, pbh, i * rows, min(M, (i + 1) * rows))
+                _sum_rows(dw_x, dw_h, db_x, db_h, px, ph, pbx, pbh, i * rows,
+                          min(M, (i + 1) * rows), h_sums)
         else:
             for i in prange(n_chunks(M, rows)):
-                for m in range(i * rows, min(M, (i + 1) * rows)):
-                    _sum_parts(dw_x[m], px[:, m], 0, N)
-                    _sum_parts(dw_h[m], ph[:, m], 0, Q)
-                _sum_parts(db_x, pbx, i * rows, min(M, (i + 1) * rows))
-                _sum_parts(db_h, pbh, i * rows, min(M, (i + 1) * rows))
+                _sum_rows(dw_x, dw_h, db_x, db_h, px, ph, pbx, pbh, i * rows,
+                          min(M, (i + 1) * rows), h_sums)
+    if not h_sums:
+        copy_into(db_h, db_x)
+
+
+@jit
+def _sum_rows(dw_x, dw_h, db_x, db_h, px, ph, pbx, pbh, m0, m1, h_sums):
+    # rows m0:m1 of the results from the parts' partial products, in part order
+    for m in range(m0, m1):
+        _sum_parts(dw_x[m], px[:, m], 0, dw_x.shape[1])
+        _sum_parts(dw_h[m], ph[:, m], 0, dw_h.shape[1])
+    _sum_parts(db_x, pbx, m0, m1)
+    if h_sums:
+        _sum_parts(db_h, pbh, m0, m1)
