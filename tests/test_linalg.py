@@ -60,8 +60,8 @@ def test_matmul_every_path_against_numpy(shape, accumulate, dtype):
     assert np.array_equal(big[[0, R + 1, R + 2]], before[[0, R + 1, R + 2]])
 
 
-@pytest.mark.parametrize("shape", [(5, 7), (1, 1), (2 * NR32 + 3, 40), (NR32, 3), (3 * NR32 // 2, 64)],
-                         ids=str)
+@pytest.mark.parametrize("shape", [(5, 7), (1, 1), (2 * NR32 + 3, 40), (NR32, 3),
+                                   (3 * NR32 // 2, 64)], ids=str)
 def test_pack_layout(shape, dtype):
     N, K = shape
     w = np.random.default_rng(2).standard_normal((N, K)).astype(dtype)

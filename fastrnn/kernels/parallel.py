@@ -164,12 +164,12 @@ def grad_parts(K, M, N, Q):
 
 
 @jit
-def _task(p, P, px, ph, pbx, pbh, da_x, da_h, x, h_head, h_tail, ksize, h_sums):
-    # task 2p: the x-term of part p, task 2p + 1 its h-term
+def _task(t, px, ph, pbx, pbh, da_x, da_h, x, h_head, h_tail, ksize, h_sums):
+    # task 2q: the x-term of part q, task 2q + 1 its h-term
     K = da_x.shape[0]
-    q = p // 2
+    q = t // 2
     k0, k1 = q * ksize, min(K, (q + 1) * ksize)
-    if p % 2 == 0:
+    if t % 2 == 0:
         _grad_task(px[q], pbx[q], da_x, x[:0], x, k0, k1, True)
     else:
         _grad_task(ph[q], pbh[q], da_h, h_head, h_tail, k0, k1, h_sums)
@@ -211,11 +211,11 @@ def linear_grads(dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail, serial):
         pbx = np.empty((P, M), db_x.dtype)
         pbh = np.empty((P, M), db_h.dtype)
     if serial:
-        for p in range(2 * P):
-            _task(p, P, px, ph, pbx, pbh, da_x, da_h, x, h_head, h_tail, ksize, h_sums)
+        for t in range(2 * P):
+            _task(t, px, ph, pbx, pbh, da_x, da_h, x, h_head, h_tail, ksize, h_sums)
     else:
-        for p in prange(2 * P):
-            _task(p, P, px, ph, pbx, pbh, da_x, da_h, x, h_head, h_tail, ksize, h_sums)
+        for t in prange(2 * P):
+            _task(t, px, ph, pbx, pbh, da_x, da_h, x, h_head, h_tail, ksize, h_sums)
     if P > 1:
         rows = chunk_size(M, 1)
         if serial:
