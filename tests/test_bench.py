@@ -1,6 +1,7 @@
 """The benchmark harness: checks before it times, reports, writes JSON and a plot."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -98,6 +99,9 @@ def test_command_line_end_to_end(tmp_path):
     rows = {r["framework"]: r for r in report["results"]}
     assert rows["fastrnn"]["ok"] and rows["numpy"]["ok"]
     assert rows["numpy"]["fastrnn_speedup"] > 0 and report["machine"]["gemm_peak_gflops"] > 0
+    if hasattr(os, "sched_getaffinity"):  # --threads 1 pins the processes to one CPU
+        assert report["machine"]["cpus"] == 1
+        assert all(r["cores"] <= 1.05 for r in rows.values())  # CPU time <= wall time
     try:
         import matplotlib  # noqa: F401
         assert out_png.stat().st_size > 1000

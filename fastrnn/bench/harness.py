@@ -33,12 +33,20 @@ CHECK_TOL = {"float32": 1e-3, "float64": 1e-9}
 
 
 def set_threads(n):
-    """Pin torch, Numba and BLAS (all libraries threadpoolctl finds) to ``n`` threads.
+    """Pin this process to ``n`` CPUs, and torch, Numba and BLAS (all libraries
+    threadpoolctl finds) to ``n`` threads.
 
+    The CPU affinity bounds what no thread setting reaches: XLA's CPU client ignores
+    ``intra_op_parallelism_threads`` and sizes its pool by the affinity mask (JAX 0.10
+    ran the deepbench forward on 2 cores with the flag, 1.9x the wall time in CPU time).
     torch first: ``torch.set_num_threads`` called after Numba's OpenMP pool has started
     made torch 60x slower here (two OpenMP runtimes in one process).
     Returns the threadpoolctl limiter to keep alive (None without threadpoolctl).
     """
+    if hasattr(os, "sched_setaffinity"):  # Linux; children inherit the mask
+        cpus = sorted(os.sched_getaffinity(0))
+        if n < len(cpus):
+            os.sched_setaffinity(0, cpus[:n])
     try:
         import torch
         torch.set_num_threads(n)
@@ -91,6 +99,7 @@ def machine_info(threads):
         "avx512f": " avx512f" in flags,
         "avx2": " avx2" in flags,
         "cores": os.cpu_count(),
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "threads": threads,
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -152,7 +161,7 @@ def run_framework(name, cases, dtype, threads, repeats, peak):
                                    "=false intra_op_parallelism_threads=1").strip()
     import fastrnn  # noqa: F401  (imported before the threads start, as in run())
 
-    limiter = set_threads(threads)  # noqa: F841
+    limiter = set_threads(threads)  # noqa: F841 (before any framework's pool starts)
     FRAMEWORKS["onnxruntime"].threads = threads
     problems_ = {c: problems.make_problem(c[0], c[1], dtype) for c in cases}
     expected = {c: reference_results(c[0], c[2], problems_[c]) for c in cases}
@@ -180,8 +189,12 @@ def run_framework(name, cases, dtype, threads, repeats, peak):
         row["ok"] = row["check_error"] <= CHECK_TOL[row["dtype"]]
         if row["ok"]:
             fl = problems.flops(cell, size, mode)
+            cpu0, wall0 = time.process_time(), time.perf_counter()
             med, samples = measure(fn, repeats)
-            row.update(median_s=med, samples_s=samples, gflops=fl / med / 1e9,
+            # the cores the framework kept busy (CPU time over wall time), to show that
+            # the thread settings held
+            cores = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+            row.update(median_s=med, samples_s=samples, cores=cores, gflops=fl / med / 1e9,
                        peak_fraction=fl / med / 1e9 / peak if peak else None)
         rows.append(row)
     return rows
@@ -214,13 +227,13 @@ def worker_main(spec):
 
 def format_table(rows):
     head = (f"{'cell':<9}{'size':<12}{'mode':<8}{'framework':<10}{'median ms':>11}"
-            f"{'GFLOP/s':>9}{'% peak':>8}{'fastrnn x':>11}{'first s':>9}  check")
+            f"{'GFLOP/s':>9}{'% peak':>8}{'fastrnn x':>11}{'first s':>9}{'cores':>7}  check")
     lines = [head, "-" * len(head)]
     for r in rows:
         if r.get("median_s") is None:
             status = r.get("error") or f"FAILED check: rel. error {r.get('check_error'):.1e}"
             lines.append(f"{r['cell']:<9}{r['size']:<12}{r['mode']:<8}{r['framework']:<10}"
-                         f"{'-':>11}{'-':>9}{'-':>8}{'-':>11}{'-':>9}  {status}")
+                         f"{'-':>11}{'-':>9}{'-':>8}{'-':>11}{'-':>9}{'-':>7}  {status}")
             continue
         pf = r.get("peak_fraction")
         lines.append(
@@ -228,10 +241,11 @@ def format_table(rows):
             f"{r['median_s'] * 1e3:>11.3f}{r['gflops']:>9.1f}"
             f"{(100 * pf if pf else float('nan')):>7.1f}%"
             f"{r.get('fastrnn_speedup', float('nan')):>10.2f}x{r['first_call_s']:>9.2f}"
-            f"  ok ({r['check_error']:.0e})")
+            f"{r.get('cores', float('nan')):>7.2f}  ok ({r['check_error']:.0e})")
     lines.append("")
     lines.append("fastrnn x: that framework's median / fastrnn's median (> 1: fastrnn is faster). "
-                 "first s: the first call, compilation included (not in the median).")
+                 "first s: the first call, compilation included (not in the median). "
+                 "cores: CPU time / wall time while timed.")
     return "\n".join(lines)
 
 
