@@ -62,7 +62,7 @@ def for_kernel(a, dtype):
     The kernels only read their input arrays, but a read-only or unaligned array would
     make Numba compile a separate specialisation of every kernel.
     """
-    if (a.dtype == dtype and a.flags.c_contiguous and a.flags.aligned and a.flags.writeable):
+    if a.dtype == dtype and a.flags.carray:  # C-contiguous, aligned and writeable
         return a
     return np.array(a, dtype=dtype, order="C")
 

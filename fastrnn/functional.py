@@ -40,7 +40,7 @@ __all__ = [
 # shared by every cell
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: a frozen dataclass's __init__ took 2 us, a tiny forward's kernels 10
 class _Inputs:
     """Validated arguments of a cell's forward, as kernel-ready arrays of one dtype."""
 
@@ -55,6 +55,7 @@ class _Inputs:
     c0: np.ndarray = None  # (B, H), LSTM only
     w_hr: np.ndarray = None  # (P, H), LSTM with projections only
     lengths: np.ndarray = None  # (B,) int64 in 1..T; all T when no lengths were given
+    ragged: bool = False  # some sequence is shorter than T
 
     @property
     def shape(self):
@@ -112,15 +113,23 @@ def _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates, c0=None, w_hr=None, 
     if lstm:
         c0 = np.zeros((B, H), dtype) if c0 is None else conv(c0)
     x = conv(x)
+    ragged = lengths is not None and B > 0 and lengths.min() < T
     if lengths is None:
-        lengths = np.full(B, T, np.int64)
-    elif B and lengths.min() < T:
+        lengths = _full_lengths(B, T)
+    elif ragged:
         # padding values are never used; zero them so that no NaN or inf the caller
         # left there can reach a gradient (0 * inf)
         x = x.copy()
         x[np.arange(T)[:, None] >= lengths[None, :]] = 0
     return _Inputs(dtype, gates, x, h0, conv(w_ih), conv(w_hh), conv(b_ih), conv(b_hh),
-                   c0, conv(w_hr), lengths)
+                   c0, conv(w_hr), lengths, ragged)
+
+
+def _full_lengths(B, T):
+    # lengths (B,) all T (np.full takes 1 us, twice this)
+    a = np.empty(B, np.int64)
+    a.fill(T)
+    return a
 
 
 def _summed_bias(inp):
@@ -132,10 +141,12 @@ def _summed_bias(inp):
 
 
 @contextmanager
-def _launch():
+def _launch(blas=True):
     """Around every group of kernel calls: BLAS single-threaded (our threads do the
-    parallel work) and the threading-layer policy; yields the kernels' ``serial``."""
-    with single_threaded_blas(), kernel_launch() as serial:
+    parallel work) and the threading-layer policy; yields the kernels' ``serial``.
+    ``blas=False`` for kernels that call no BLAS (the forward passes): setting and
+    restoring OpenBLAS's thread count takes ~5 us, as long as a tiny forward's kernels."""
+    with single_threaded_blas(blas), kernel_launch() as serial:
         yield serial
 
 
@@ -150,7 +161,7 @@ def _chunk_steps(inp, cache):
     T, B, _, H, _ = inp.shape
     if cache or T == 0:
         return T
-    if B and inp.lengths.min() < T:  # a chunk's lengths must stay >= 1
+    if inp.ragged:  # a chunk's lengths must stay >= 1
         return T
     return max(1, min(T, STREAM_ELEMENTS // max(1, B * inp.gates * H)))
 
@@ -177,8 +188,8 @@ def _chunks(T, steps):
 
 
 def _lengths_in(inp, t0, t1):
-    return inp.lengths if (t0, t1) == (0, inp.x.shape[0]) else np.full(inp.x.shape[1], t1 - t0,
-                                                                         np.int64)
+    return inp.lengths if (t0, t1) == (0, inp.x.shape[0]) else _full_lengths(inp.x.shape[1],
+                                                                             t1 - t0)
 
 
 def _checkpoint_steps(fn, checkpoint, cache, inp):
@@ -187,7 +198,7 @@ def _checkpoint_steps(fn, checkpoint, cache, inp):
     k = v.check_checkpoint(fn, checkpoint, T)
     if not cache or not k or B == 0:
         return 0
-    if inp.lengths.min() < T:
+    if inp.ragged:
         raise ValueError(f"{fn}: checkpoint needs full-length sequences (lengths all equal to "
                          f"T = {T}), got lengths from {inp.lengths.min()}")
     return k
@@ -221,7 +232,7 @@ def _segment_inputs(cache, t0, t1, c0=None):
     # the inputs of steps t0..t1-1, starting from the state the forward carried in
     inp = cache.inputs
     return dataclasses.replace(inp, x=inp.x[t0:t1], h0=inp.h0 if t0 == 0 else cache.out[t0 - 1],
-                               c0=c0, lengths=np.full(inp.x.shape[1], t1 - t0, np.int64))
+                               c0=c0, lengths=_full_lengths(inp.x.shape[1], t1 - t0))
 
 
 def _no_ages(k, B, G, dtype):
@@ -424,7 +435,7 @@ def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", 
     h_n = inp.h0.copy()
     b, act = _summed_bias(inp), ACTIVATIONS[nonlinearity]
     w_ih_p, w_hh_p = _packed_weights(inp)
-    with _launch() as serial:
+    with _launch(blas=False) as serial:
         for t0, t1 in _chunks(T, out.shape[0]) if B else ():
             h = h_n.copy()  # the state carried into this chunk
             o = _out_chunk(out, inp.x.shape[0], t0, t1)
@@ -550,6 +561,18 @@ def _no_projection(inp):
     return inp.w_hr if inp.w_hr is not None else np.zeros((0, 0), inp.dtype)
 
 
+_NO_PROJECTION_PACKED = {}  # dtype -> tiles.pack_t of a (0, 0) array (no elements to write)
+
+
+def _packed_projection(inp):
+    # tiles.pack_t(w_hr), or the packed "no projection" (one per dtype: a call saved)
+    if inp.w_hr is not None:
+        return _tiles.pack_t(inp.w_hr)
+    if inp.dtype not in _NO_PROJECTION_PACKED:
+        _NO_PROJECTION_PACKED[inp.dtype] = _tiles.pack_t(np.zeros((0, 0), inp.dtype))
+    return _NO_PROJECTION_PACKED[inp.dtype]
+
+
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=True,
                  lengths=None, checkpoint=None, keep_out=True):
     """LSTM over a sequence, with PyTorch's equations and gate order i, f, g, o::
@@ -629,8 +652,8 @@ def _lstm_run_forward(out, h_n, c_n, gates, cs, starts, inp, chunks):
     or (0, B, H); starts (len(chunks), B, H) gets each chunk's initial c, or is (0, B, H)."""
     b = _summed_bias(inp)
     w_ih_p, w_hh_p = _packed_weights(inp)
-    w_hr_p = _tiles.pack_t(_no_projection(inp))
-    with _launch() as serial:
+    w_hr_p = _packed_projection(inp)
+    with _launch(blas=False) as serial:
         for i, (t0, t1) in enumerate(chunks):
             h, c = h_n.copy(), c_n.copy()  # the state carried into this chunk
             if starts.shape[0]:
@@ -842,7 +865,7 @@ def _gru_run_forward(out, h_n, gates, ghn, inp, chunks):
     b_ih = zeros if inp.b_ih is None else inp.b_ih
     b_hh = zeros if inp.b_hh is None else inp.b_hh
     w_ih_p, w_hh_p = _packed_weights(inp)
-    with _launch() as serial:
+    with _launch(blas=False) as serial:
         for t0, t1 in chunks:
             h = h_n.copy()
             _project(gates[: t1 - t0], inp.x[t0:t1], w_ih_p, serial)

@@ -117,7 +117,7 @@ def lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths
     """
     B = out.shape[1]
     size = batch_chunk(B)
-    if serial:
+    if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
             _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths, c * size,
                            min(B, (c + 1) * size))
@@ -229,7 +229,7 @@ def lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs,
     w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
     w_hr_p = pack(w_hr)
     size = batch_chunk(B)
-    if serial:
+    if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
             _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh_p, w_hr_p,
                             lengths, c * size, min(B, (c + 1) * size))
@@ -326,7 +326,7 @@ def lstm_truncated_recurrence(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, 
     w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
     w_hr_p = pack(w_hr)
     size = batch_chunk(B)
-    if serial:
+    if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
             _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0,
                              w_hh_p, w_hr_p, lengths, c * size, min(B, (c + 1) * size), k)

@@ -20,7 +20,8 @@ Every parallel kernel takes a last argument ``serial``: True runs the same chunk
 after the other on the calling thread, without entering Numba's threading layer (the
 functional layer uses it where a parallel launch is unsafe: a child forked from a
 process that used GNU OpenMP, or a second concurrent launch on the workqueue layer).
-Results are bit-identical either way.
+Results are bit-identical either way. A kernel with a single chunk runs it serially
+too: a parallel region costs 2-3 us to enter, as much as a tiny forward's kernels.
 
 BLAS packs every operand it is given, so a split of a GEMM duplicates the packing of
 the operand all chunks share; chunks are kept large enough to make that negligible,
@@ -105,7 +106,7 @@ def par_matmul(c, a, mp, serial):
     parts = _n_parts(M, MIN_BLOCK, M * c.shape[1] * a.shape[1])
     size = -(-M // parts)
     size = -(-size // MR) * MR  # whole register tiles
-    if serial:
+    if serial or n_chunks(M, size) == 1:
         for i in range(n_chunks(M, size)):
             r0 = i * size
             matmul(c, r0, a, r0, min(M, r0 + size) - r0, mp, False)
