@@ -51,7 +51,8 @@ MR = 8 if VECTOR_BYTES == 64 else 4
 NV = 2
 
 #: Panels per pass of the one-row kernel: its 4 * NV independent accumulators hide the
-#: latency of the fused multiply-adds.
+#: latency of the fused multiply-adds. The last 1-3 panels go in one pass too (a GRU
+#: with H = 32 has 3: three one-panel passes, 2 accumulators each, took 2.5x as long).
 ROW_PANELS = 4
 
 #: Inner-dimension block: a panel's block of KC x NR entries stays in L1 while all row
@@ -215,7 +216,9 @@ def _make_tile(mr, panels):
 
 _tile = _make_tile(MR, 1)
 _row_tile = _make_tile(1, ROW_PANELS)
-_row_panel = _make_tile(1, 1)
+_row_3 = _make_tile(1, 3)
+_row_2 = _make_tile(1, 2)
+_row_1 = _make_tile(1, 1)
 
 
 @jit
@@ -356,16 +359,21 @@ def _data(typingctx, a):
 @jit
 def _row(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, P, NR, K, N, accumulate):
     # one row: c[c_off + j] (+)= sum_k a[a_off + k] * (column j of the P packed panels
-    # from offset m_off), for j < N, k < K: ROW_PANELS panels per pass, then singles
+    # from offset m_off), for j < N, k < K: ROW_PANELS panels per pass, then the rest in one
     p = 0
     while p + ROW_PANELS <= P:
         _row_tile(c, c_off + p * NR, ldc, a, a_off, lda, m, m_off + p * pstride, pstride, K,
                   1, min(ROW_PANELS * NR, N - p * NR), accumulate)
         p += ROW_PANELS
-    while p < P:
-        _row_panel(c, c_off + p * NR, ldc, a, a_off, lda, m, m_off + p * pstride, pstride, K,
-                   1, min(NR, N - p * NR), accumulate)
-        p += 1
+    c_off += p * NR
+    m_off += p * pstride
+    cols = N - p * NR
+    if P - p == 3:
+        _row_3(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, K, 1, cols, accumulate)
+    elif P - p == 2:
+        _row_2(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, K, 1, cols, accumulate)
+    elif P - p == 1:
+        _row_1(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, K, 1, cols, accumulate)
 
 
 # The product itself works on data pointers, one instance per dtype. A compiled
