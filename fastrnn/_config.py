@@ -92,7 +92,7 @@ def _install_cache_fingerprint():
     if impl is None or base is None or not isinstance(getattr(impl, "_locator_classes", None),
                                                       list):
         return False
-    if any(getattr(c, "_fastrnn", False) for c in impl._locator_classes):
+    if any(getattr(c, "_fastrnn", None) == _PACKAGE for c in impl._locator_classes):
         return True
     fingerprint = _sources_fingerprint()
     defaults = list(impl._locator_classes)
@@ -100,7 +100,7 @@ def _install_cache_fingerprint():
     class FastRNNLocator(base):
         """Numba's own locator for the file, with the sources' hash in the stamp."""
 
-        _fastrnn = True
+        _fastrnn = _PACKAGE  # one locator per copy of fastrnn imported
 
         def __init__(self, inner):
             self._inner = inner

@@ -133,3 +133,30 @@ def test_caches_written_by_one_process_load_in_another(tmp_path):
     assert len(loaded.files) == len(here) > 0
     for i, key in enumerate(loaded.files):
         np.testing.assert_array_equal(loaded[key], here[i])
+
+
+def test_each_copy_of_fastrnn_keys_its_own_cache(tmp_path, monkeypatch):
+    """A second copy of the package imported in the same process (another checkout, a
+    vendored copy) installs its own locator: with the first copy's only, its kernels
+    would be keyed on their own file alone and load stale code after a helper changed."""
+    from numba.core import caching
+
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")
+    monkeypatch.setattr(impl, "_locator_classes", list(impl._locator_classes))
+    assert _config._install_cache_fingerprint()
+    assert len(impl._locator_classes) == len(set(impl._locator_classes))
+    before = list(impl._locator_classes)
+    assert _config._install_cache_fingerprint()  # this copy again: nothing added
+    assert impl._locator_classes == before
+    other = tmp_path / "other" / "fastrnn"
+    (other / "kernels").mkdir(parents=True)
+    (other / "_config.py").write_text("# another copy\n")
+    source = other / "kernels" / "lstm.py"
+    source.write_text("def f():\n    pass\n")
+    monkeypatch.setattr(_config, "_PACKAGE", str(other))
+    assert _config._install_cache_fingerprint()
+    assert len(impl._locator_classes) == len(before) + 1
+    namespace = {}
+    exec(compile(source.read_text(), str(source), "exec"), namespace)
+    loc = impl._locator_classes[0].from_function(namespace["f"], str(source))
+    assert loc is not None and loc.get_source_stamp()[1] == _config._sources_fingerprint()

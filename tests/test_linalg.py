@@ -188,3 +188,18 @@ def test_cells_on_each_row_path(name, B, dtype):
     for n, a in ref.items():
         if a is not None:
             assert_close(g[n], a, dtype, scale=10, what=n)
+
+
+def test_kernels_call_the_product_by_its_symbol_without_linking_it(dtype):
+    # the product is compiled once per dtype and every caller resolves its symbol: were it
+    # linked in, each parallel kernel would compile it again in five modules (1-3 s each)
+    c = np.zeros((2, 3), dtype)
+    a, m = _operands(2, 4, 3, dtype)
+    _matmul_in_njit(c, 0, a, 0, 2, tiles.pack(m), False)
+    assert_close(c, a @ m, dtype)
+    ir = "\n".join(_matmul_in_njit.inspect_llvm().values())
+    name = tiles._symbol(np.dtype(dtype).name)
+    assert f'declare i32 @"{name}"' in ir or f"declare i32 @{name}" in ir
+    defined = [line for line in ir.splitlines() if line.startswith("define")]
+    assert defined and not [line for line in defined if "tiles7_matmul" in line or
+                            "tiles4_row" in line or "tiles5_tile" in line]
