@@ -142,14 +142,11 @@ def _column_sums(dst, a, k0, k1):
 
 
 @jit
-def _sum_parts(dst, parts, j0, j1):
-    # dst[j0:j1] = parts[0, j0:j1] + parts[1, j0:j1] + ... in part order
-    for j in range(j0, j1):
-        dst[j] = parts[0, j]
+def _sum_parts(dst, parts):
+    # dst = parts[0] + parts[1] + ... in part order
+    copy_into(dst, parts[0])
     for p in range(1, parts.shape[0]):
-        pp = parts[p]
-        for j in range(j0, j1):
-            dst[j] += pp[j]
+        add_into(dst, parts[p])
 
 
 @jit
@@ -191,7 +188,9 @@ def linear_grads(dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail, serial):
     Tasks: the x-term and the h-term of each of P = ``grad_parts`` parts of K, each one
     whole GEMM over all M rows (splitting M repacks the other operand for every block:
     8 blocks of deepbench's 1760 rows took 1.3x as long as one GEMM, measured); the
-    partial results are then summed in part order. ``serial``: run every task on the
+    partial results are then summed in part order on the calling thread (at most
+    MAX_PARTIALS elements: ~2 ms against the GEMMs' 0.5 s at large_batch; a second
+    parallel loop for it cost 1.4 s of compilation). ``serial``: run every task on the
     calling thread (same results).
     """
     K, M = da_x.shape
@@ -218,25 +217,18 @@ def linear_grads(dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail, serial):
         for t in prange(2 * P):
             _task(t, px, ph, pbx, pbh, da_x, da_h, x, h_head, h_tail, ksize, h_sums)
     if P > 1:
-        rows = chunk_size(M, 1)
-        if serial:
-            for i in range(n_chunks(M, rows)):
-                _sum_rows(dw_x, dw_h, db_x, db_h, px, ph, pbx, pbh, i * rows,
-                          min(M, (i + 1) * rows), h_sums)
-        else:
-            for i in prange(n_chunks(M, rows)):
-                _sum_rows(dw_x, dw_h, db_x, db_h, px, ph, pbx, pbh, i * rows,
-                          min(M, (i + 1) * rows), h_sums)
+        _sum_partials(dw_x, dw_h, db_x, db_h, px, ph, pbx, pbh, h_sums)
     if not h_sums:
         copy_into(db_h, db_x)
 
 
 @jit
-def _sum_rows(dw_x, dw_h, db_x, db_h, px, ph, pbx, pbh, m0, m1, h_sums):
-    # rows m0:m1 of the results from the parts' partial products, in part order
-    for m in range(m0, m1):
-        _sum_parts(dw_x[m], px[:, m], 0, dw_x.shape[1])
-        _sum_parts(dw_h[m], ph[:, m], 0, dw_h.shape[1])
-    _sum_parts(db_x, pbx, m0, m1)
+def _sum_partials(dw_x, dw_h, db_x, db_h, px, ph, pbx, pbh, h_sums):
+    # the results from the parts' partial products, in part order
+    M = dw_x.shape[0]
+    for m in range(M):
+        _sum_parts(dw_x[m], px[:, m])
+        _sum_parts(dw_h[m], ph[:, m])
+    _sum_parts(db_x, pbx)
     if h_sums:
-        _sum_parts(db_h, pbh, m0, m1)
+        _sum_parts(db_h, pbh)
