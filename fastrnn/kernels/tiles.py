@@ -459,6 +459,8 @@ def _symbol(dtype):
 def _register(dtype):
     # the compiled function's address under its fixed name, where the JIT resolves the
     # callers' references to it (from the cache too: code loaded later is linked then)
+    if not hasattr(_matmul, "overloads"):  # NUMBA_DISABLE_JIT: nothing is compiled
+        return
     sig = _MATMUL_SIGNATURES[dtype]
     compiled = _matmul.overloads[sig.args]
     address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
