@@ -241,16 +241,25 @@ def _address(typingctx, a):
 
 
 @jit
-def _aligned_zeros(P, K, NR, dtype_like):
-    # zeros (P, K, NR) starting on a VECTOR_BYTES boundary: the micro-kernels load whole
-    # vectors of the packed weights, and a vector that straddles two cache lines costs
-    # two loads (Numba allocates on 32-byte boundaries; with AVX-512 that made the
-    # one-row kernel 2-4x slower, measured)
+def _aligned_panels(P, K, NR, N, dtype_like):
+    # (P, K, NR) for N columns, starting on a VECTOR_BYTES boundary, the last panel's
+    # columns past N zero: the micro-kernels load whole vectors of the packed weights,
+    # and a vector that straddles two cache lines costs two loads (Numba allocates on
+    # 32-byte boundaries; with AVX-512 that made the one-row kernel 2-4x slower,
+    # measured). Not zero-filled otherwise: the packing writes every other entry, and a
+    # zeroing pass over a 3 MB matrix cost as much as a third of the packing
     itemsize = dtype_like.itemsize
     n = P * K * NR
-    buf = np.zeros(n + VECTOR_BYTES // itemsize, dtype_like.dtype)
+    buf = np.empty(n + VECTOR_BYTES // itemsize, dtype_like.dtype)
     skip = (-_address(buf)) % VECTOR_BYTES // itemsize
-    return buf[skip : skip + n].reshape(P, K, NR)
+    mp = buf[skip : skip + n].reshape(P, K, NR)
+    u = N - (P - 1) * NR  # columns used in the last panel
+    if P > 0 and u < NR:
+        last = mp[P - 1]
+        for k in range(K):
+            for j in range(u, NR):
+                last[k, j] = 0.0
+    return mp
 
 
 @jit
@@ -260,7 +269,7 @@ def pack(m):
     K, N = m.shape
     NR = panel_width(m.itemsize)
     P = (N + NR - 1) // NR
-    mp = _aligned_zeros(P, K, NR, m)
+    mp = _aligned_panels(P, K, NR, N, m)
     Pf = N // NR  # whole panels
     # row by row of m: reading m a panel (a column block) at a time strode across rows
     # and ran at a fifth of the speed of a copy (4 MB: 2.9 ms against 0.58, measured)
@@ -324,7 +333,7 @@ def pack_t(w):
     NR = panel_width(w.itemsize)
     W = VECTOR_BYTES // w.itemsize
     P = (N + NR - 1) // NR
-    mp = _aligned_zeros(P, K, NR, w)
+    mp = _aligned_panels(P, K, NR, N, w)
     pw, pm = _data(w), _data(mp)
     # blocks of W x W transposed in registers (element by element, a 4 MB matrix took
     # 4x as long, 2.4 ms against 0.62, measured); the edges element by element
