@@ -104,6 +104,9 @@ def _install_cache_fingerprint():
 
         def __init__(self, inner):
             self._inner = inner
+            # Numba's "cannot cache" warning names the locator's file (it crashed
+            # with an AttributeError without it)
+            self._py_file = getattr(inner, "_py_file", "")
 
         def ensure_cache_path(self):
             self._inner.ensure_cache_path()

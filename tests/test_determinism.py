@@ -62,6 +62,25 @@ def test_same_bits_for_one_and_two_numba_threads(cell, dtype, truncate):
     assert run(*SHAPE, dtype, truncate, cell) == one  # and repeatable
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("truncate", [None, 3])
+def test_odd_batch_same_bits_whatever_rows_share_a_chunk(cell, truncate):
+    # B = 19: one thread runs one 19-row chunk (two full register tiles and a 3-row
+    # rest), two threads a 16-row and a 3-row chunk (the 3 rows one at a time): every
+    # row's result must not depend on which rows it was computed with
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = run(7, 19, 5, 33, "float32", truncate, cell)
+        numba.set_num_threads(2)
+        two = run(7, 19, 5, 33, "float32", truncate, cell)
+    finally:
+        numba.set_num_threads(saved)
+    assert one == two
+
+
 def test_blas_thread_setting_does_not_matter():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     with threadpoolctl.threadpool_limits(1):
@@ -97,7 +116,18 @@ def test_the_shape_used_here_really_splits_every_phase():
     from fastrnn.kernels import parallel
 
     T, B, I, H = SHAPE
-    size = parallel.batch_chunk(B)
-    assert parallel.n_chunks(B, size) >= 2  # recurrence
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2)
+        two = parallel.batch_chunk(B, False)
+        numba.set_num_threads(1)
+        one = parallel.batch_chunk(B, False)
+    finally:
+        numba.set_num_threads(saved)
+    assert parallel.n_chunks(B, two) >= 2  # recurrence: one chunk per thread
+    assert parallel.n_chunks(B, one) == 1
+    assert parallel.batch_chunk(B, True) == B  # the serial path: one chunk
     assert parallel._n_parts(T * B, parallel.MIN_BLOCK, T * B * I * H) >= 2  # projection, dx
     assert parallel.grad_parts(T * B, H, I, H) >= 2  # dW_ih, dW_hh

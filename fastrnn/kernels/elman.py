@@ -81,7 +81,7 @@ def elman_recurrence(out, h_n, h0, w_hh_t, b, act, lengths, serial):
     lengths (B,) int64 in 1..T: row r's steps from lengths[r] on are padding (output 0).
     """
     B = out.shape[1]
-    size = batch_chunk(B)
+    size = batch_chunk(B, serial)
     if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
             _forward_chunk(out, h_n, h0, w_hh_t, b, lengths, c * size, min(B, (c + 1) * size), act)
@@ -150,7 +150,7 @@ def elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh, act, lengths, seri
     """
     B = out.shape[1]
     w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
-    size = batch_chunk(B)
+    size = batch_chunk(B, serial)
     if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
             _backward_chunk(da, dh0, dout, dh_n, out, w_hh_p, lengths, c * size,
@@ -251,7 +251,7 @@ def elman_truncated_recurrence(da, da_ages, dh0, dout, dh_n, out, w_hh, act, k, 
     """
     B = out.shape[1]
     w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
-    size = batch_chunk(B)
+    size = batch_chunk(B, serial)
     if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
             _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh_p, lengths, c * size,

@@ -97,7 +97,7 @@ def gru_recurrence(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, lengths, serial
     (steps from lengths[r] on are padding: output 0).
     """
     B = out.shape[1]
-    size = batch_chunk(B)
+    size = batch_chunk(B, serial)
     if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
             _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, lengths, c * size,
@@ -179,7 +179,7 @@ def gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh
     """
     B = out.shape[1]
     w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
-    size = batch_chunk(B)
+    size = batch_chunk(B, serial)
     if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
             _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, lengths,
@@ -252,7 +252,7 @@ def gru_truncated_recurrence(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0
     written to dgi_ages (T, k, B, 3H) by age, or pass a (0, k, B, 3H) array."""
     B = out.shape[1]
     w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
-    size = batch_chunk(B)
+    size = batch_chunk(B, serial)
     if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
             _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p,

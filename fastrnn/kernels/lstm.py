@@ -116,7 +116,7 @@ def lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths
     1..T (steps from lengths[r] on are padding: output 0).
     """
     B = out.shape[1]
-    size = batch_chunk(B)
+    size = batch_chunk(B, serial)
     if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
             _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths, c * size,
@@ -228,7 +228,7 @@ def lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs,
     B = gates.shape[1]
     w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
     w_hr_p = pack(w_hr)
-    size = batch_chunk(B)
+    size = batch_chunk(B, serial)
     if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
             _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh_p, w_hr_p,
@@ -325,7 +325,7 @@ def lstm_truncated_recurrence(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, 
     B = gates.shape[1]
     w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
     w_hr_p = pack(w_hr)
-    size = batch_chunk(B)
+    size = batch_chunk(B, serial)
     if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
             _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0,

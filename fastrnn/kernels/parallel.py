@@ -1,16 +1,19 @@
 """How kernels split their work across threads.
 
 All parallelism inside fastrnn is its own (``prange``); BLAS runs single-threaded
-inside each chunk (see ``fastrnn._blas_threads``). Work is split into chunks whose
-number and size depend on the problem shape only, never on the number of threads,
-and every chunk is computed by the same code whichever thread runs it: results are
-bit-identical for any thread count. Reductions across chunks (partial weight
-gradients) are summed afterwards in a fixed order; no chunk ``+=``s into memory
-another chunk writes.
+inside each chunk (see ``fastrnn._blas_threads``). Results are bit-identical for any
+thread count: a chunk that sums over rows (the weight gradients) has a size that depends
+on the problem shape only, never on the number of threads, and its partial results are
+summed afterwards in a fixed order; a chunk of whole rows (the recurrence, the
+whole-sequence products with a weight matrix) may take any size, because every row's
+result is computed the same way whichever rows share its chunk (``tiles.matmul``). No
+chunk ``+=``s into memory another chunk writes.
 
-- The recurrence splits the batch: rows are independent through the whole sequence,
-  so each chunk of rows runs its own time loop (one parallel region per call, no
-  synchronisation per step).
+- The recurrence splits the batch, one chunk per thread: rows are independent through
+  the whole sequence, so each chunk of rows runs its own time loop (one parallel
+  region per call, no synchronisation per step). The fewer the chunks, the more rows
+  each step's product gets per pass over the weights (the weights stream from L3 at
+  the large sizes).
 - A whole-sequence product with a weight matrix (the input projection, dx) splits
   its rows into blocks; the weight gradients (BLAS GEMMs) are two tasks, the input
   term and the hidden term, and long sequences split their inner dimension T*B into
@@ -29,9 +32,12 @@ and problems too small to gain are not split at all.
 """
 
 import numpy as np
+from llvmlite import ir
 from numba import prange
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
-from .._config import jit, jit_parallel
+from .._config import jit, jit_inline, jit_parallel
 from .blas import gemm
 from .linalg import add_into, copy_into
 from .tiles import MR, _address, matmul
@@ -75,22 +81,54 @@ def _n_parts(n, min_size, work):
 
 
 #: Fewest rows per chunk of the recurrence: two register tiles of ``tiles.matmul``.
-#: Every chunk reads the same packed weights (packed once per call), so small chunks
-#: cost no packing; measured at (50, 64, 256, 256), 1 thread: 16-row chunks as fast
-#: as one 64-row chunk, and 2 threads then 1.5-2x faster.
 CHUNK_ROWS = 2 * MR
 
 
-@jit
-def batch_chunk(B):
-    """Rows per chunk of the recurrence for a batch of ``B`` rows.
+def _start_threads():
+    # registers the threading layer's C functions as symbols (idempotent)
+    from numba.np.ufunc.parallel import _launch_threads
 
-    Batches of fewer than MR / 2 rows, which ``tiles.matmul`` runs one row at a time
-    anyway, split into single rows; larger ones into chunks of at least CHUNK_ROWS.
+    _launch_threads()
+
+
+@intrinsic
+def _num_threads(typingctx):
+    # numba.get_num_threads() as a call of the threading layer's C function by its
+    # symbol, as Numba's own parallel kernels call it (int, read as intp as Numba does).
+    # Numba's jitted get_num_threads calls it through a ctypes pointer instead, a
+    # "dynamic global" that makes a function uncacheable. The symbol exists once Numba
+    # has started its threads: now, and in a process that loads the code from the cache,
+    # before linking it (the library's reload hook, inherited by every caller).
+    _start_threads()
+
+    def codegen(context, builder, sig, args):
+        context.active_code_library._reload_init.add(_start_threads)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(cgutils.intp_t, []),
+                                            "get_num_threads")
+        return builder.call(fn, [])
+
+    return types.intp(), codegen
+
+
+@jit_inline
+def batch_chunk(B, serial):
+    """Rows per chunk of the recurrence for a batch of ``B`` rows: one chunk per thread.
+
+    The serial path and a single thread run all rows as one chunk: each step's product
+    then passes over the packed weights once for the whole batch (16-row chunks passed
+    over them B / 16 times: LSTM (100, 256, 128, 512) forward recurrence 270 -> 230 ms
+    at 1 thread, whose 4 MB of W_hh stream from L3). With several threads, batches of
+    fewer than MR / 2 rows, which ``tiles.matmul`` runs one row at a time anyway, split
+    into single rows; larger ones into at most MAX_CHUNKS chunks of at least CHUNK_ROWS
+    rows, whole register tiles. The split never changes a result (rows are independent).
     """
+    threads = 1 if serial else min(MAX_CHUNKS, _num_threads())
+    if threads <= 1:
+        return max(1, B)
     if B < MR // 2:
         return 1
-    return chunk_size(B, CHUNK_ROWS)
+    size = max(CHUNK_ROWS, -(-B // threads))
+    return -(-size // MR) * MR
 
 
 @jit_parallel
