@@ -58,6 +58,24 @@ def test_summary_picks_the_fastest_alternative_and_checks_targets():
     assert len(md) == 2 + 3 and "**missed**" in md[2] and "| met |" in md[3]
 
 
+@pytest.mark.parametrize("mine, theirs, pf_mine, pf_theirs, met", [
+    (0.97, 1.0, 0.94, 0.92, True),  # fastest near peak: parity at >= 90% of peak suffices
+    (0.97, 1.0, 0.89, 0.92, False),  # ... but not below 90% of peak
+    (1.01, 1.0, 0.95, 0.92, False),  # ... and not slower
+    (0.97, 1.0, 0.90, 0.80, False),  # fastest below 85% of peak: 0.9x is the target
+    (0.89, 1.0, 0.86, 0.80, True),
+    (0.89, 1.0, 0.84, 0.80, False),  # and 85% of peak at the peak sizes
+])
+def test_near_peak_alternative_makes_parity_the_target(mine, theirs, pf_mine, pf_theirs, met):
+    rows = [{"cell": "lstm", "size": "medium", "mode": "forward", "framework": fw,
+             "median_s": t, "peak_fraction": pf}
+            for fw, t, pf in [("fastrnn", mine, pf_mine), ("torch", theirs, pf_theirs)]]
+    s = harness.summarize(rows)[0]
+    assert s["met"] is met
+    assert s["target"] == (1.0 if pf_theirs > 0.85 else 0.9)
+    assert f"<={s['target']:.2f}" in harness.format_summary([s])
+
+
 def test_a_wrong_framework_is_reported_and_not_timed(monkeypatch):
     class Wrong:
         name = "wrong"
