@@ -31,6 +31,37 @@ def _same(cell, p, out, g):
 
 
 @pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
+def test_results_share_no_memory_with_later_calls(name):
+    # temporaries are reused across calls on a thread (functional._scratch): nothing
+    # returned, kept in a cache, or streamed may live in them
+    cell = CELLS[name]
+    p = cell.make(9, 5, 3, 6, dtype=np.float32, seed=2)
+    out, fin, cache = cell.forward(p)
+    g = cell.backward(cache, np.ones_like(out), {}, truncate=None)
+    gt = cell.backward(cache, np.ones_like(out), {}, truncate=3)
+    inf_out, inf_fin, _ = cell.forward(p, cache=False)
+    results = [out, *fin.values(), *g.values(), *gt.values(), inf_out, *inf_fin.values()]
+    saved = [a.copy() for a in results if a is not None]
+    other = cell.make(7, 4, 2, 5, dtype=np.float32, seed=3)  # smaller: same buffers
+    for _ in range(2):
+        cell.forward(p, cache=False)  # the same sizes
+        o, f, c = cell.forward(other)
+        cell.backward(c, -np.ones_like(o), {}, truncate=None)
+        cell.backward(c, -np.ones_like(o), {}, truncate=2)
+        cell.forward(other, cache=False)
+        x, w_ih, w_hh = other["x"], other["w_ih"], other["w_hh"]
+        if name == "lstm":
+            fastrnn.lstm_forward(x, None, None, w_ih, w_hh, cache=False, keep_out=False)
+        else:
+            fn = fastrnn.elman_forward if name == "rnn_tanh" else fastrnn.gru_forward
+            fn(x, None, w_ih, w_hh, cache=False, keep_out=False)
+    again = cell.backward(cache, np.ones_like(out), {}, truncate=None)
+    now = [a for a in results if a is not None]
+    assert all(np.array_equal(a, b) for a, b in zip(now, saved))
+    assert all(np.array_equal(again[n], g[n]) for n in cell.params if g[n] is not None)
+
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
 def test_eight_threads_at_once_match_serial_calls(name):
     cell, p, out, g = _problem(name)
     barrier = threading.Barrier(8)
