@@ -116,7 +116,7 @@ def batch_chunk(B, serial):
 
     The serial path and a single thread run all rows as one chunk: each step's product
     then passes over the packed weights once for the whole batch (16-row chunks passed
-    over them B / 16 times: LSTM (100, 256, 128, 512) forward recurrence 270 -> 230 ms
+    over them B / 16 times: LSTM (100, 256, 128, 512) forward recurrence 285 -> 251 ms
     at 1 thread, whose 4 MB of W_hh stream from L3). With several threads, batches of
     fewer than MR / 2 rows, which ``tiles.matmul`` runs one row at a time anyway, split
     into single rows; larger ones into at most MAX_CHUNKS chunks of at least CHUNK_ROWS
