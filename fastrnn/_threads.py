@@ -10,7 +10,7 @@ TBB, OpenMP, workqueue, unless ``NUMBA_THREADING_LAYER`` says otherwise):
 - GNU OpenMP does not survive ``fork``: a child of a process that used it aborts on its
   first parallel launch. In such a child fastrnn runs every kernel serially.
 
-Serial and parallel runs give bit-identical results (fixed chunking), so none of this
+Serial and parallel runs give bit-identical results (``kernels/parallel.py``), so none of this
 changes a number, only how many cores a call uses. The threading layer itself is
 Numba's choice and the user's (``NUMBA_THREADING_LAYER``); fastrnn never changes it.
 """
