@@ -103,6 +103,58 @@ def test_measure_takes_the_median():
     assert len(samples) == 5 and med == sorted(samples)[2]
 
 
+def test_measure_with_a_fixed_number_of_calls_per_sample():
+    calls = []
+    med, samples = harness.measure(lambda: calls.append(1), repeats=3, inner=4)
+    assert len(samples) == 3 and len(calls) == 12  # no warm-up call
+
+
+@pytest.mark.parametrize("repeats, split", [(7, [3, 2, 2]), (3, [1, 1, 1]), (2, [1, 1]),
+                                            (1, [1]), (10, [4, 3, 3])])
+def test_repeats_are_split_into_rounds(repeats, split):
+    assert harness.rounds(repeats) == split
+
+
+def test_schedule_interleaves_frameworks_case_by_case_and_rotates_who_goes_first():
+    fws = ["fastrnn", "torch", "jax"]
+    order = harness.schedule(2, fws, 7)
+    assert [(r, i, fw) for r, i, fw, _ in order[:6]] == [
+        (0, 0, "fastrnn"), (0, 0, "torch"), (0, 0, "jax"),
+        (0, 1, "fastrnn"), (0, 1, "torch"), (0, 1, "jax")]
+    assert [fw for r, i, fw, _ in order if i == 0] == [
+        "fastrnn", "torch", "jax", "torch", "jax", "fastrnn", "jax", "fastrnn", "torch"]
+    for i in range(2):  # every framework gets all the repeats of every case
+        for fw in fws:
+            assert sum(n for _, j, f, n in order if (j, f) == (i, fw)) == 7
+
+
+def test_worker_process_adds_samples_round_after_round():
+    w = harness._WorkerProcess("numpy", [["rnn_tanh", "tiny", "forward"]], "float32", 1, 100.0)
+    try:
+        rows = w.prepare()
+        assert rows[0]["ok"] and rows[0]["first_call_s"] > 0 and "median_s" not in rows[0]
+        w.time(0, 2)
+        w.time(0, 1)
+        row = w.rows[0]
+        assert len(row["samples_s"]) == 3
+        assert row["median_s"] == sorted(row["samples_s"])[1]
+        assert row["gflops"] > 0 and 0 < row["cores"] <= 1.05
+    finally:
+        w.close()
+    assert w.proc.returncode == 0
+
+
+def test_a_worker_that_dies_is_reported_for_each_of_its_cases():
+    cases = [["lstm", "tiny", "forward"], ["gru", "tiny", "train"]]
+    w = harness._WorkerProcess("no-such-framework", cases, "float32", 1, 100.0)
+    rows = w.prepare()
+    assert len(rows) == 2 and not any(r["ok"] for r in rows)
+    assert all("worker failed: KeyError" in r["error"] for r in rows)
+    assert not w.timed(0)
+    w.time(0, 1)  # a no-op
+    assert rows[1]["cell"] == "gru" and rows[1]["framework"] == "no-such-framework"
+
+
 @pytest.mark.slow
 def test_command_line_end_to_end(tmp_path):
     out_json = tmp_path / "b.json"

@@ -4,11 +4,14 @@ Each framework runs in its own process: PyTorch, Numba and OpenBLAS each keep a 
 of threads that spin for a while after a parallel region, and on a machine with few
 cores one framework's idle pool slows the next one down (measured here: torch 2x
 slower after fastrnn had run in the same process, and fastrnn 1.8x slower after
-torch). In its process, for every (cell, size, mode): build the problem, run once
-and check the results against the float64 NumPy reference (a framework that
-disagrees is reported and not timed), record the first call's time separately (it
-includes compilation), then time the median of ``repeats`` measurements after a
-warm-up. Results go to a table, a JSON file and, with matplotlib installed, a PNG.
+torch). The processes start one after another; each, for every (cell, size, mode),
+builds the problem, runs it once and checks the results against the float64 NumPy
+reference (a framework that disagrees is reported and not timed), and records that
+first call's time apart (it includes compilation). Then the timing runs in rounds
+(``ROUNDS``): in each, case by case, every framework in turn takes its share of the
+``repeats`` samples after a warm-up call, so that a drift of the machine's speed
+during the run reaches all frameworks alike. A row's median is over all its samples.
+Results go to a table, a JSON file and, with matplotlib installed, a PNG.
 """
 
 import json
@@ -17,6 +20,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -141,10 +145,12 @@ def check(results, expected):
     return worst
 
 
-def measure(fn, repeats, min_sample=0.02):
-    """Median seconds per call: ``repeats`` samples, each long enough to time well."""
-    one = _timed(fn)  # warm-up
-    inner = max(1, int(min_sample / max(one, 1e-9)))
+def measure(fn, repeats, min_sample=0.02, inner=None):
+    """Median seconds per call: ``repeats`` samples, each of ``inner`` calls (None: one
+    warm-up call, then as many calls as take ``min_sample`` seconds)."""
+    if inner is None:
+        one = _timed(fn)  # warm-up
+        inner = max(1, int(min_sample / max(one, 1e-9)))
     samples = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -154,71 +160,188 @@ def measure(fn, repeats, min_sample=0.02):
     return statistics.median(samples), samples
 
 
+class Worker:
+    """One framework's cases, prepared and checked once, then timed on request.
+
+    ``prepare()`` builds every case's problem, runs it once (the first call's time,
+    compilation included, is recorded apart), checks the results against the float64
+    NumPy reference (a framework that disagrees is reported and not timed) and
+    returns the rows; ``time(i, samples)`` adds timed samples to case i's row.
+    """
+
+    def __init__(self, name, cases, dtype, threads, peak):
+        if name == "jax" and threads == 1:  # XLA reads its flags when jax is first imported
+            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen"
+                                       "=false intra_op_parallelism_threads=1").strip()
+        import fastrnn  # noqa: F401  (imported before the threads start, as in run())
+
+        self.limiter = set_threads(threads)  # before any framework's pool starts
+        FRAMEWORKS["onnxruntime"].threads = threads
+        self.name, self.cases, self.dtype, self.peak = name, cases, dtype, peak
+        self.fns = {}  # case index -> the prepared call, for the cases that passed the check
+        self.inner = {}  # case index -> calls per sample (fixed at the first timing)
+        self.rows = []
+
+    def prepare(self):
+        problems_ = {c: problems.make_problem(c[0], c[1], self.dtype) for c in self.cases}
+        expected = {c: reference_results(c[0], c[2], problems_[c]) for c in self.cases}
+        time.sleep(0.3)  # let the reference's BLAS threads go idle before timing
+        fw = FRAMEWORKS[self.name]
+        for i, (cell, size, mode) in enumerate(self.cases):
+            row = {"cell": cell, "size": size, "shape": problems.shape(cell, size),
+                   "mode": mode, "dtype": np.dtype(self.dtype).name, "framework": self.name}
+            self.rows.append(row)
+            p = problems_[(cell, size, mode)]
+            try:
+                t0 = time.perf_counter()
+                fn = fw.prepare(cell, mode, p)
+                res = fn()
+                row["first_call_s"] = time.perf_counter() - t0
+            except Unsupported as e:
+                row.update(ok=None, error=f"n/a: {e}")
+                continue
+            except Exception as e:  # a framework that cannot run this case is reported
+                row.update(ok=False, error=f"{type(e).__name__}: {e}")
+                continue
+            row["check_error"] = check(res, expected[(cell, size, mode)])
+            row["ok"] = row["check_error"] <= CHECK_TOL[row["dtype"]]
+            if row["ok"]:
+                self.fns[i] = fn
+                row.update(samples_s=[], cpu_s=0.0, wall_s=0.0)
+        return self.rows
+
+    def time(self, i, samples, min_sample=0.02):
+        """``samples`` more timed samples of case i (after one warm-up call); returns
+        its row with the median of all its samples so far."""
+        fn, row = self.fns[i], self.rows[i]
+        one = _timed(fn)  # warm-up: another process may have run since this case last did
+        if i not in self.inner:
+            self.inner[i] = max(1, int(min_sample / max(one, 1e-9)))
+        cpu1, wall1 = time.process_time(), time.perf_counter()
+        _, new = measure(fn, samples, inner=self.inner[i])
+        # the cores the framework kept busy (CPU time over wall time), to show that the
+        # thread settings held
+        row["cpu_s"] += time.process_time() - cpu1
+        row["wall_s"] += time.perf_counter() - wall1
+        row["samples_s"].extend(new)
+        med = statistics.median(row["samples_s"])
+        fl = problems.flops(row["cell"], row["size"], row["mode"])
+        row.update(median_s=med, cores=row["cpu_s"] / row["wall_s"], gflops=fl / med / 1e9,
+                   peak_fraction=fl / med / 1e9 / self.peak if self.peak else None)
+        return row
+
+
 def run_framework(name, cases, dtype, threads, repeats, peak):
-    """Check and time one framework on every case, in this process (the worker)."""
-    if name == "jax" and threads == 1:  # XLA reads its flags when jax is first imported
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen"
-                                   "=false intra_op_parallelism_threads=1").strip()
-    import fastrnn  # noqa: F401  (imported before the threads start, as in run())
-
-    limiter = set_threads(threads)  # noqa: F841 (before any framework's pool starts)
-    FRAMEWORKS["onnxruntime"].threads = threads
-    problems_ = {c: problems.make_problem(c[0], c[1], dtype) for c in cases}
-    expected = {c: reference_results(c[0], c[2], problems_[c]) for c in cases}
-    time.sleep(0.3)  # let the reference's BLAS threads go idle before timing
-    fw = FRAMEWORKS[name]
-    rows = []
-    for cell, size, mode in cases:
-        row = {"cell": cell, "size": size, "shape": problems.shape(cell, size), "mode": mode,
-               "dtype": np.dtype(dtype).name, "framework": name}
-        p = problems_[(cell, size, mode)]
-        try:
-            t0 = time.perf_counter()
-            fn = fw.prepare(cell, mode, p)
-            res = fn()
-            row["first_call_s"] = time.perf_counter() - t0
-        except Unsupported as e:
-            row.update(ok=None, error=f"n/a: {e}")
-            rows.append(row)
-            continue
-        except Exception as e:  # a framework that cannot run this case is reported
-            row.update(ok=False, error=f"{type(e).__name__}: {e}")
-            rows.append(row)
-            continue
-        row["check_error"] = check(res, expected[(cell, size, mode)])
-        row["ok"] = row["check_error"] <= CHECK_TOL[row["dtype"]]
-        if row["ok"]:
-            fl = problems.flops(cell, size, mode)
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            med, samples = measure(fn, repeats)
-            # the cores the framework kept busy (CPU time over wall time), to show that
-            # the thread settings held
-            cores = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
-            row.update(median_s=med, samples_s=samples, cores=cores, gflops=fl / med / 1e9,
-                       peak_fraction=fl / med / 1e9 / peak if peak else None)
-        rows.append(row)
-    return rows
+    """Check and time one framework on every case, in this process, case after case."""
+    w = Worker(name, cases, dtype, threads, peak)
+    w.prepare()
+    for i in w.fns:
+        w.time(i, repeats)
+    return w.rows
 
 
-def _in_subprocess(name, cases, dtype, threads, repeats, peak):
-    spec = json.dumps({"framework": name, "cases": cases, "dtype": dtype, "threads": threads,
-                       "repeats": repeats, "peak": peak})
-    res = subprocess.run([sys.executable, "-m", "fastrnn.bench", "--worker", spec],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        err = (res.stderr.strip().splitlines() or ["no output"])[-1]
-        return [{"cell": c, "size": s, "shape": problems.shape(c, s), "mode": m, "dtype": dtype,
-                 "framework": name, "ok": False, "error": f"worker failed: {err}"}
-                for c, s, m in cases]
-    return json.loads(res.stdout.strip().splitlines()[-1])
+#: Each case's samples are taken in this many rounds (fewer when --repeats is smaller),
+#: the frameworks in turn within a round: a machine whose speed drifts over minutes
+#: (shared, thermal) then slows every framework alike instead of the one that happened
+#: to run at the time.
+ROUNDS = 3
+
+_REPLY = "@@fastrnn-bench "  # prefix of the worker's replies (libraries may print too)
+
+
+def rounds(repeats, n_rounds=ROUNDS):
+    """Samples per round: ``repeats`` split as evenly as possible, the larger first."""
+    n = max(1, min(repeats, n_rounds))
+    return [repeats // n + (r < repeats % n) for r in range(n)]
+
+
+def schedule(n_cases, frameworks, repeats):
+    """(round, case, framework, samples) in the order they run: round by round, case by
+    case, the frameworks in turn, each round starting with a different framework."""
+    order = []
+    for r, samples in enumerate(rounds(repeats)):
+        turn = [frameworks[(r + k) % len(frameworks)] for k in range(len(frameworks))]
+        order.extend((r, i, fw, samples) for i in range(n_cases) for fw in turn)
+    return order
 
 
 def worker_main(spec):
-    """Entry point of ``python -m fastrnn.bench --worker SPEC``: prints the rows as JSON."""
+    """Entry point of ``python -m fastrnn.bench --worker SPEC``: prepares and checks the
+    cases, replies with the rows, then times what each line of stdin asks for
+    ({"case": i, "samples": n}) until stdin closes; one JSON reply line per request."""
     a = json.loads(spec)
-    cases = [tuple(c) for c in a["cases"]]
-    rows = run_framework(a["framework"], cases, a["dtype"], a["threads"], a["repeats"], a["peak"])
-    print(json.dumps(rows, default=float))
+    w = Worker(a["framework"], [tuple(c) for c in a["cases"]], a["dtype"], a["threads"],
+               a["peak"])
+    _reply(w.prepare())
+    for line in sys.stdin:
+        req = json.loads(line)
+        _reply(w.time(req["case"], req["samples"]))
+
+
+def _reply(obj):
+    sys.stdout.write(_REPLY + json.dumps(obj, default=float) + "\n")
+    sys.stdout.flush()
+
+
+class _WorkerProcess:
+    """The coordinator's end of a worker: ``python -m fastrnn.bench --worker``."""
+
+    def __init__(self, name, cases, dtype, threads, peak):
+        self.name, self.cases, self.dtype = name, cases, dtype
+        spec = json.dumps({"framework": name, "cases": cases, "dtype": dtype, "threads": threads,
+                           "peak": peak})
+        self.err = tempfile.TemporaryFile(mode="w+")  # a pipe left unread could fill up
+        self.proc = subprocess.Popen([sys.executable, "-m", "fastrnn.bench", "--worker", spec],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.err, text=True)
+        self.rows = None
+        self.error = None
+
+    def _read(self):
+        for line in self.proc.stdout:
+            if line.startswith(_REPLY):
+                return json.loads(line[len(_REPLY):])
+        self.proc.wait()
+        self.err.seek(0)
+        lines = self.err.read().strip().splitlines() or ["no output"]
+        raise RuntimeError(f"worker failed: {lines[-1]}")
+
+    def prepare(self):
+        try:
+            self.rows = self._read()
+        except RuntimeError as e:
+            self.fail(str(e))
+        return self.rows
+
+    def time(self, i, samples):
+        if self.error is not None:
+            return
+        try:
+            self.proc.stdin.write(json.dumps({"case": i, "samples": samples}) + "\n")
+            self.proc.stdin.flush()
+            self.rows[i] = self._read()
+        except (RuntimeError, OSError) as e:
+            self.fail(e if isinstance(e, RuntimeError) else f"worker failed: {e}")
+
+    def timed(self, i):
+        return self.error is None and bool(self.rows[i].get("ok"))
+
+    def fail(self, error):
+        """Report every case of a worker that died as failed (and stop it)."""
+        self.error = str(error)
+        self.rows = [{"cell": c, "size": s, "shape": problems.shape(c, s), "mode": m,
+                      "dtype": self.dtype, "framework": self.name, "ok": False,
+                      "error": self.error} for c, s, m in self.cases]
+        self.close()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.err.close()
 
 
 # --------------------------------------------------------------------------------------
@@ -414,10 +537,25 @@ def run(cells, sizes, modes, frameworks, dtype="float32", threads=None, repeats=
         log(f"warning: OpenBLAS environment set for this run: {info['openblas_env']}")
     log(f"GEMM peak ({peak_size}^3 NumPy matmul): {peak:.1f} GFLOP/s\n")
     cases = [(c, s, m) for c in cells for s in sizes for m in modes]
-    by_fw = {}
-    for name in frameworks:
-        log(f"running {name} ...")
-        by_fw[name] = _in_subprocess(name, cases, dtype, threads, repeats, peak)
+    workers = {}
+    try:
+        for name in frameworks:  # one at a time: the first calls (compilation) alone
+            log(f"preparing {name} ...")
+            workers[name] = _WorkerProcess(name, cases, dtype, threads, peak)
+            workers[name].prepare()
+        n_rounds, last = len(rounds(repeats)), None
+        for r, i, name, samples in schedule(len(cases), frameworks, repeats):
+            if r != last:
+                log(f"timing, round {r + 1} of {n_rounds} ...")
+                last = r
+            if workers[name].timed(i):
+                # another framework's pool may still be spinning on the CPUs
+                time.sleep(0.2 if threads > 1 else 0.01)
+                workers[name].time(i, samples)
+    finally:
+        for w in workers.values():
+            w.close()
+    by_fw = {name: w.rows for name, w in workers.items()}
     rows = []
     for i in range(len(cases)):  # table order: case by case, frameworks side by side
         case_rows = [by_fw[name][i] for name in frameworks]
