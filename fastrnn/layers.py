@@ -33,6 +33,10 @@ import numpy as np
 
 from . import _validation as v
 from . import functional as F
+from .functional._common import _check_unmodified
+from .functional.elman import _elman_run_backward
+from .functional.gru import _gru_run_backward
+from .functional.lstm import _lstm_run_backward
 from .kernels.activations import ACTIVATIONS
 
 __all__ = ["RNN", "LSTM", "GRU", "LayerCache", "LayerGrads"]
@@ -356,7 +360,7 @@ class _RNNBase:
                             f"forward, got {type(cache).__name__}")
         for layer_caches in cache.caches:
             for c in layer_caches:
-                F._check_unmodified(fn, c)
+                _check_unmodified(fn, c)
         T, B, L, D, P, H = cache.T, cache.B, self.num_layers, self.num_directions, self._P, \
             self.hidden_size
         k = v.check_truncate(fn, truncate)
@@ -426,10 +430,10 @@ class _RNNBase:
 
     def _cell_backward(self, cache, dout_ages, dh_n, dc_n, k, want_ages):
         if self._kind == "elman":
-            return F._elman_run_backward(cache, dout_ages, dh_n, k, want_ages)
+            return _elman_run_backward(cache, dout_ages, dh_n, k, want_ages)
         if self._kind == "lstm":
-            return F._lstm_run_backward(cache, dout_ages, dh_n, dc_n, k, want_ages)
-        return F._gru_run_backward(cache, dout_ages, dh_n, k, want_ages)
+            return _lstm_run_backward(cache, dout_ages, dh_n, dc_n, k, want_ages)
+        return _gru_run_backward(cache, dout_ages, dh_n, k, want_ages)
 
     def _collect(self, grads, g, layer, suffix, dh0, dc0, i):
         grads[f"weight_ih_l{layer}{suffix}"] = g.dw_ih

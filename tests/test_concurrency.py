@@ -32,7 +32,7 @@ def _same(cell, p, out, g):
 
 @pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
 def test_results_share_no_memory_with_later_calls(name):
-    # temporaries are reused across calls on a thread (functional._scratch): nothing
+    # temporaries are reused across calls on a thread (functional._common._scratch): nothing
     # returned, kept in a cache, or streamed may live in them
     cell = CELLS[name]
     p = cell.make(9, 5, 3, 6, dtype=np.float32, seed=2)

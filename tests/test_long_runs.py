@@ -21,7 +21,7 @@ def test_streamed_inference_equals_one_pass(name, monkeypatch, dtype):
     cell = CELLS[name]
     p = cell.make(37, 3, 4, 5, dtype=dtype)
     out, fin, _ = cell.forward(p, cache=False)
-    monkeypatch.setattr(functional, "STREAM_ELEMENTS", 3 * 4 * 5 * 4)  # chunks of 4-5 steps
+    monkeypatch.setattr(functional._common, "STREAM_ELEMENTS", 3 * 4 * 5 * 4)  # chunks of 4-5 steps
     out2, fin2, _ = cell.forward(p, cache=False)
     assert_close(out2, out, dtype)
     for n in fin:

@@ -18,7 +18,7 @@ import numpy as np
 from numba import prange
 
 from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
-from .activations import rowmap, sigmoid_ir, tanh, tanh_ir
+from .activations import rowmap, sigmoid_ir, tanh_ir
 from .linalg import (add_into, copy_into, copy_rows, outer_acc,
                      sum_windows, vecmat_acc, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul

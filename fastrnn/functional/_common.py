@@ -1,0 +1,351 @@
+"""What every cell's functional API shares: argument checks and conversion, the
+temporaries kept per thread, chunks of steps, the whole-sequence products around the
+recurrence, and the checks that a cache is still valid."""
+
+import dataclasses
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import _validation as v
+from .._blas_threads import single_threaded_blas
+from .._threads import kernel_launch
+from ..kernels import linalg as _linalg
+from ..kernels import parallel as _parallel
+from ..kernels import tiles as _tiles
+
+
+@dataclass  # not frozen: a frozen dataclass's __init__ took 2 us, a tiny forward's kernels 10
+class _Inputs:
+    """Validated arguments of a cell's forward, as kernel-ready arrays of one dtype."""
+
+    dtype: np.dtype
+    gates: int  # G: 1 (Elman), 3 (GRU), 4 (LSTM)
+    x: np.ndarray  # (T, B, I)
+    h0: np.ndarray  # (B, P)
+    w_ih: np.ndarray  # (G*H, I)
+    w_hh: np.ndarray  # (G*H, P)
+    b_ih: np.ndarray  # (G*H,) or None
+    b_hh: np.ndarray  # (G*H,) or None
+    c0: np.ndarray = None  # (B, H), LSTM only
+    w_hr: np.ndarray = None  # (P, H), LSTM with projections only
+    lengths: np.ndarray = None  # (B,) int64 in 1..T; all T when no lengths were given
+    ragged: bool = False  # some sequence is shorter than T
+
+    @property
+    def shape(self):
+        """(T, B, I, H, P): P is the size of h (H, or the LSTM projection size)."""
+        T, B, I = self.x.shape
+        return T, B, I, self.w_ih.shape[0] // self.gates, self.h0.shape[1]
+
+
+def _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates, c0=None, w_hr=None, lstm=False,
+                  lengths=None):
+    """Check and convert a cell's forward arguments (G = ``gates``; ``lstm``: also c0 and
+    the optional projection w_hr; ``lengths``: one per sequence, or None)."""
+    x = v.to_array(fn, "x", x)
+    w_ih = v.to_array(fn, "w_ih", w_ih)
+    w_hh = v.to_array(fn, "w_hh", w_hh)
+    v.check_ndim(fn, "x", x, "(T, B, I)")
+    T, B, I = x.shape
+    v.check_positive_size(fn, "input size I", I, f"x.shape = {x.shape}")
+    g = f"{gates}*H" if gates > 1 else "H"
+    v.check_ndim(fn, "w_ih", w_ih, f"({g}, I)")
+    GH = w_ih.shape[0]
+    if GH % gates:
+        raise ValueError(f"{fn}: w_ih must have shape ({g}, I) (gates stacked on the first "
+                         f"axis), got {w_ih.shape}: {GH} rows is not a multiple of {gates}")
+    H = GH // gates
+    v.check_positive_size(fn, "hidden size H", H, f"w_ih.shape = {w_ih.shape}")
+    v.check_shape(fn, "w_ih", w_ih, f"({g}, I)", (GH, I))
+    P, p = H, "H"
+    if w_hr is not None:
+        w_hr = v.to_array(fn, "w_hr", w_hr)
+        v.check_ndim(fn, "w_hr", w_hr, "(P, H)")
+        P, p = w_hr.shape[0], "P"
+        v.check_positive_size(fn, "projection size P", P, f"w_hr.shape = {w_hr.shape}")
+        v.check_shape(fn, "w_hr", w_hr, "(P, H)", (P, H))
+    v.check_shape(fn, "w_hh", w_hh, f"({g}, {p})", (GH, P))
+    if h0 is not None:
+        h0 = v.to_array(fn, "h0", h0)
+        v.check_shape(fn, "h0", h0, f"(B, {p})", (B, P))
+    if c0 is not None:
+        c0 = v.to_array(fn, "c0", c0)
+        v.check_shape(fn, "c0", c0, "(B, H)", (B, H))
+    if (b_ih is None) != (b_hh is None):
+        given, missing = ("b_ih", "b_hh") if b_hh is None else ("b_hh", "b_ih")
+        raise ValueError(f"{fn}: b_ih and b_hh must both be given or both be None, "
+                         f"got {given} but {missing} is None")
+    if b_ih is not None:
+        b_ih = v.to_array(fn, "b_ih", b_ih)
+        b_hh = v.to_array(fn, "b_hh", b_hh)
+        v.check_shape(fn, "b_ih", b_ih, f"({g},)", (GH,))
+        v.check_shape(fn, "b_hh", b_hh, f"({g},)", (GH,))
+    lengths = v.check_lengths(fn, lengths, T, B)
+    dtype = v.working_dtype(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    conv = lambda a: None if a is None else v.for_kernel(a, dtype)  # noqa: E731
+    h0 = np.zeros((B, P), dtype) if h0 is None else conv(h0)
+    if lstm:
+        c0 = np.zeros((B, H), dtype) if c0 is None else conv(c0)
+    x = conv(x)
+    ragged = lengths is not None and B > 0 and lengths.min() < T
+    if lengths is None:
+        lengths = _full_lengths(B, T)
+    elif ragged:
+        # padding values are never used; zero them so that no NaN or inf the caller
+        # left there can reach a gradient (0 * inf)
+        x = x.copy()
+        x[np.arange(T)[:, None] >= lengths[None, :]] = 0
+    return _Inputs(dtype, gates, x, h0, conv(w_ih), conv(w_hh), conv(b_ih), conv(b_hh),
+                   c0, conv(w_hr), lengths, ragged)
+
+
+#: Largest scratch buffer (bytes) kept for reuse by the next call on the same thread.
+SCRATCH_MAX_BYTES = 32 << 20
+
+_scratch_buffers = threading.local()
+
+
+def _scratch(name, shape, dtype):
+    """An uninitialised array for a temporary that no result refers to (``name``: which
+    one), reused by the next call on the same Python thread.
+
+    Memory fresh from the operating system costs a page fault per page on first touch,
+    and glibc returns freed blocks of a few MB to it at once: a training step at the
+    small size allocated its gradient buffer anew each call (LSTM (100, 32, 64, 128)
+    forward + backward 12.4 -> 10.2 ms with it reused, medians). Larger temporaries
+    are allocated per call (the first touch is then a small part of the work) and not
+    kept, so a thread keeps at most SCRATCH_MAX_BYTES per name.
+    """
+    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if n > SCRATCH_MAX_BYTES:
+        return np.empty(shape, dtype)
+    buffers = _scratch_buffers.__dict__
+    buf = buffers.get(name)
+    if buf is None or buf.nbytes < n:
+        buf = buffers[name] = np.empty(n, np.uint8)
+    return buf[:n].view(dtype).reshape(shape)
+
+
+def _full_lengths(B, T):
+    # lengths (B,) all T (np.full takes 1 us, twice this)
+    a = np.empty(B, np.int64)
+    a.fill(T)
+    return a
+
+
+def _summed_bias(inp):
+    # kernels take one bias vector b_ih + b_hh (zeros without bias)
+    GH = inp.w_ih.shape[0]
+    if inp.b_ih is None:
+        return np.zeros(GH, inp.dtype)
+    return inp.b_ih + inp.b_hh
+
+
+@contextmanager
+def _launch(blas=True):
+    """Around every group of kernel calls: BLAS single-threaded (our threads do the
+    parallel work) and the threading-layer policy; yields the kernels' ``serial``.
+    ``blas=False`` for kernels that call no BLAS (the forward passes): setting and
+    restoring OpenBLAS's thread count takes ~5 us, as long as a tiny forward's kernels."""
+    with single_threaded_blas(blas), kernel_launch() as serial:
+        yield serial
+
+
+#: Gate-buffer elements per chunk of steps on the inference path (cache=False): a
+#: forward of any length then needs O(B * H) memory beyond its inputs and outputs.
+STREAM_ELEMENTS = 1 << 20
+
+
+def _chunk_steps(inp, cache):
+    """Steps per chunk: all of them when training (backward needs every step's gates),
+    else as many as fit STREAM_ELEMENTS (whole sequences only, with lengths)."""
+    T, B, _, H, _ = inp.shape
+    if cache or T == 0:
+        return T
+    if inp.ragged:  # a chunk's lengths must stay >= 1
+        return T
+    return max(1, min(T, STREAM_ELEMENTS // max(1, B * inp.gates * H)))
+
+
+def _out_buffer(fn, inp, keep_out, cache, width, gates):
+    """``out`` (T, B, width), or with ``keep_out=False`` a buffer for one chunk of steps."""
+    v.check_flag(fn, "keep_out", keep_out)
+    T, B = inp.x.shape[:2]
+    if keep_out:
+        return np.empty((T, B, width), inp.dtype)
+    if cache:
+        raise ValueError(f"{fn}: keep_out=False needs cache=False (backward needs out)")
+    steps = _chunk_steps(dataclasses.replace(inp, gates=gates), False)
+    return _scratch("out", (steps, B, width), inp.dtype)
+
+
+def _out_chunk(out, T, t0, t1):
+    # this chunk's steps of out (T, B, .), or of a one-chunk buffer when out is not kept
+    return out[t0:t1] if out.shape[0] == T else out[: t1 - t0]
+
+
+def _chunks(T, steps):
+    return [(t0, min(T, t0 + steps)) for t0 in range(0, T, steps)] if steps else []
+
+
+def _lengths_in(inp, t0, t1):
+    return inp.lengths if (t0, t1) == (0, inp.x.shape[0]) else _full_lengths(inp.x.shape[1],
+                                                                             t1 - t0)
+
+
+def _checkpoint_steps(fn, checkpoint, cache, inp):
+    """Segment length of a checkpointed cache (0: every step kept)."""
+    T, B = inp.x.shape[:2]
+    k = v.check_checkpoint(fn, checkpoint, T)
+    if not cache or not k or B == 0:
+        return 0
+    if inp.ragged:
+        raise ValueError(f"{fn}: checkpoint needs full-length sequences (lengths all equal to "
+                         f"T = {T}), got lengths from {inp.lengths.min()}")
+    return k
+
+
+def _checkpointed_backward(cache, dout, finals, segment_cache, run_backward):
+    """Backward from a checkpointed cache: segment by segment, the last first. Each
+    segment's forward is recomputed from its saved start state, and the ordinary backward
+    runs on it with the gradient carried out of the later segment as its final-state
+    gradient; dx is filled in place and the weight gradients are summed over segments.
+    Memory: one segment's gates and gradients instead of the whole sequence's."""
+    inp = cache.inputs
+    T, B, I = inp.x.shape
+    dx = np.empty((T, B, I), inp.dtype)
+    segments = _chunks(T, cache.checkpoint)
+    sums = {}
+    for i in range(len(segments) - 1, -1, -1):
+        t0, t1 = segments[i]
+        g = run_backward(segment_cache(cache, i, t0, t1), dout[t0:t1], *finals, None, False)[0]
+        dx[t0:t1] = g.dx
+        finals = (g.dh0, g.dc0) if hasattr(g, "dc0") else (g.dh0,)
+        for f in dataclasses.fields(g):
+            value = getattr(g, f.name)
+            if f.name.startswith("dw") or f.name.startswith("db"):
+                sums[f.name] = value if value is None or f.name not in sums else sums[f.name] + value
+    starts = dict(dh0=finals[0], dc0=finals[1]) if len(finals) == 2 else dict(dh0=finals[0])
+    return dataclasses.replace(g, dx=dx, **starts, **sums), None
+
+
+def _segment_inputs(cache, t0, t1, c0=None):
+    # the inputs of steps t0..t1-1, starting from the state the forward carried in
+    inp = cache.inputs
+    return dataclasses.replace(inp, x=inp.x[t0:t1], h0=inp.h0 if t0 == 0 else cache.out[t0 - 1],
+                               c0=c0, lengths=_full_lengths(inp.x.shape[1], t1 - t0))
+
+
+def _no_ages(k, B, G, dtype):
+    # the truncated kernels' per-age output, when nobody needs it
+    return np.empty((0, k, B, G), dtype)
+
+
+def _sum_ages(dout):
+    # (T, A, B, P) by age -> (T, B, P): full BPTT does not care how old a gradient is
+    return dout[:, 0] if dout.shape[1] == 1 else np.ascontiguousarray(dout.sum(axis=1))
+
+
+def _packed_weights(inp):
+    # W_ih and W_hh packed for the tiles (tiles.pack_t), once per call: a forward runs
+    # as one projection and one recurrence per chunk of steps
+    return _tiles.pack_t(inp.w_ih), _tiles.pack_t(inp.w_hh)
+
+
+def _project(gates, x, w_ih_p, serial):
+    # gates[t] = x[t] W_ih^T for all steps: one (T*B, I) x (I, G*H) product; w_ih_p is
+    # tiles.pack_t(W_ih)
+    T, B, I = x.shape
+    _parallel.par_matmul(gates.reshape(T * B, gates.shape[2]), x.reshape(T * B, I), w_ih_p,
+                         serial)
+
+
+def _input_and_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, da_x, da_h, inp, out, serial):
+    """The whole-sequence products of backward, after the recurrence:
+    a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh  ->  dx_t = da_t W_ih,
+    dW_ih = sum_t da_t^T x_t, dW_hh = sum_t da_h_t^T h_{t-1} (h_{-1} = h0),
+    db_ih = sum da_t, db_hh = sum da_h_t (da_h differs from da_x only for the GRU)."""
+    T, B, I = inp.x.shape
+    G = da_x.shape[2]
+    TB = T * B
+    da2 = da_x.reshape(TB, G)
+    _parallel.par_matmul(dx.reshape(TB, I), da2, _tiles.pack(inp.w_ih), serial)
+    _parallel.linear_grads(dw_ih, dw_hh, db_ih, db_hh, da2, da_h.reshape(TB, G),
+                           inp.x.reshape(TB, I), inp.h0,
+                           out.reshape(TB, out.shape[2])[: TB - B], serial)
+
+
+def _ages_through(da_ages, w_ih, serial):
+    # per-age gradient on the input x: da_ages (T, k, B, G) @ W_ih (G, I) -> (T, k, B, I)
+    T, k, B, G = da_ages.shape
+    dx = np.empty((T, k, B, w_ih.shape[1]), da_ages.dtype)
+    _parallel.par_matmul(dx.reshape(T * k * B, -1), da_ages.reshape(T * k * B, G),
+                         _tiles.pack(w_ih), serial)
+    return dx
+
+
+def _check_grad_arg(fn, name, value, layout, shape, dtype):
+    """An incoming gradient: None (zeros) or an array of exactly ``shape``."""
+    if value is None:
+        return np.zeros(shape, dtype)
+    a = v.to_array(fn, name, value)
+    v.check_shape(fn, name, a, layout, shape)
+    return v.for_kernel(a, dtype)
+
+
+def _checksum(a):
+    """A cheap fingerprint of an array's bits: their sum as unsigned integers (any
+    change to any element changes it, short of changes that cancel exactly)."""
+    if a is None or a.size == 0:
+        return 0
+    return int(_linalg.bits_sum(a.reshape(-1).view(np.uint32 if a.itemsize == 4 else np.uint64)))
+
+
+def _fingerprint(inp, out):
+    """Checksums of everything a backward reads that the caller can reach: the
+    inputs (or fastrnn's converted copies of them) and ``out``."""
+    return tuple(_checksum(a) for a in (inp.x, inp.h0, inp.c0, inp.w_ih, inp.w_hh, inp.b_ih,
+                                        inp.b_hh, inp.w_hr, out))
+
+
+_FINGERPRINTED = ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr", "out")
+
+
+def _check_cache(fn, cache, cls):
+    if not isinstance(cache, cls):
+        raise TypeError(f"{fn}: cache must be the {cls.__name__} returned by the forward "
+                        f"call with cache=True, got {type(cache).__name__}")
+    _check_unmodified(fn, cache)
+
+
+def _check_unmodified(fn, cache):
+    """The arrays a cache refers to must be as the forward left them."""
+    now = _fingerprint(cache.inputs, cache.out)
+    if now != cache.fingerprint:
+        changed = [n for n, a, b in zip(_FINGERPRINTED, now, cache.fingerprint) if a != b]
+        raise ValueError(f"{fn}: {', '.join(changed)} changed after the forward call that made "
+                         f"this cache (modified in place?); the gradient would be wrong: run "
+                         f"the forward again, or copy arrays before modifying them")
+
+
+def _check_no_truncation(fn, cache, k):
+    if cache.checkpoint and k is not None and k < cache.inputs.x.shape[0]:
+        raise ValueError(f"{fn}: truncate={k} needs a cache with every step (this one was made "
+                         f"with checkpoint={cache.checkpoint}): checkpointed caches support full "
+                         f"BPTT only")
+
+
+def _start_backward(fn, cache, cls, dout, dh_n, truncate, dc_n=None, lstm=False):
+    """The checks every backward shares; returns (inputs, dout, dh_n, dc_n, k)."""
+    _check_cache(fn, cache, cls)
+    inp = cache.inputs
+    T, B, I, H, P = inp.shape
+    p = "P" if inp.w_hr is not None else "H"
+    dout = _check_grad_arg(fn, "dout", dout, f"(T, B, {p})", (T, B, P), inp.dtype)
+    dh_n = _check_grad_arg(fn, "dh_n", dh_n, f"(B, {p})", (B, P), inp.dtype)
+    if lstm:
+        dc_n = _check_grad_arg(fn, "dc_n", dc_n, "(B, H)", (B, H), inp.dtype)
+    return inp, dout, dh_n, dc_n, v.check_truncate(fn, truncate)
