@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from fastrnn.bench import frameworks, harness, problems
+from fastrnn.bench import frameworks, harness, problems, report
 
 
 def test_flops_formula_and_cell_sizes():
@@ -45,14 +45,14 @@ def test_summary_picks_the_fastest_alternative_and_checks_targets():
     rows = [row("fastrnn", "tiny", 1.0), row("numpy", "tiny", 9.0), row("torch", "tiny", 2.0),
             row("fastrnn", "medium", 1.0, 0.9), row("torch", "medium", 1.2),
             row("fastrnn", "small", 1.0), {**row("jax", "small", None), "error": "n/a"}]
-    s = {x["size"]: x for x in harness.summarize(rows)}
+    s = {x["size"]: x for x in report.summarize(rows)}
     assert s["tiny"]["fastest"] == "torch" and s["tiny"]["ratio"] == 0.5
     assert not s["tiny"]["met"]  # tiny needs <= 1/3
     assert s["medium"]["met"]  # 0.83 <= 0.9 and 90% of peak
     assert "fastest" not in s["small"]
-    text = harness.format_summary(harness.summarize(rows))
+    text = report.format_summary(report.summarize(rows))
     assert "NO" in text and "yes" in text and "no alternative ran" in text
-    md = harness.markdown(rows, harness.summarize(rows)).splitlines()
+    md = report.markdown(rows, report.summarize(rows)).splitlines()
     assert md[0].startswith("| cell | size | mode | fastrnn ms | numpy ms (x) | torch ms (x)")
     assert len(md) == 2 + 3 and "**missed**" in md[2] and "| met |" in md[3]
 
@@ -69,10 +69,10 @@ def test_near_peak_alternative_makes_parity_the_target(mine, theirs, pf_mine, pf
     rows = [{"cell": "lstm", "size": "medium", "mode": "forward", "framework": fw,
              "median_s": t, "peak_fraction": pf}
             for fw, t, pf in [("fastrnn", mine, pf_mine), ("torch", theirs, pf_theirs)]]
-    s = harness.summarize(rows)[0]
+    s = report.summarize(rows)[0]
     assert s["met"] is met
     assert s["target"] == (1.0 if pf_theirs > 0.85 else 0.9)
-    assert f"<={s['target']:.2f}" in harness.format_summary([s])
+    assert f"<={s['target']:.2f}" in report.format_summary([s])
 
 
 def test_a_wrong_framework_is_reported_and_not_timed(monkeypatch):
@@ -93,7 +93,7 @@ def test_a_wrong_framework_is_reported_and_not_timed(monkeypatch):
                                  100.0)
     assert rows[0]["ok"] is False and "median_s" not in rows[0]
     assert rows[0]["check_error"] == pytest.approx(0.01, rel=1e-3)
-    assert "FAILED check" in harness.format_table(rows)
+    assert "FAILED check" in report.format_table(rows)
 
 
 def test_measure_takes_the_median():
