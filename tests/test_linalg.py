@@ -1,11 +1,14 @@
 """The packed, register-tiled product behind every step of a recurrence
-(``fastrnn.kernels.tiles``), on each of its paths."""
+(``fastrnn.kernels.tiles``), on each of its paths, and the products built on it: the
+whole-sequence products (``parallel.par_matmul``) and the weight gradients
+(``grads.linear_grads``)."""
 
+import numba
 import numpy as np
 import pytest
 from numba import njit
 
-from fastrnn.kernels import parallel, tiles
+from fastrnn.kernels import grads, parallel, tiles
 
 from .cells import CELLS
 from .conftest import assert_close
@@ -121,19 +124,19 @@ def test_par_matmul_is_the_product_in_any_block_split(shape, dtype):
     assert np.array_equal(alone[0], c[R - 1])
 
 
-PART = parallel.MIN_PART_ROWS
-
-
-# (K, B, M, N, Q): one part; 2 parts; 4 parts with h0's rows spanning parts 0 and 1
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1, 1), (7, 3, 5, 3, 2), (2 * PART + 5, 3, 5, 3, 4),
-                                   (4 * PART + 3, PART + 7, 3, 2, 5)], ids=str)
+# (K, B, M, N, Q): one entry; odd sizes; K over 3 blocks of KC with h0's B rows spanning
+# the first block and part of the second, M over 3 panels (2 column blocks with 2
+# threads); no hidden term (Q = 0, as dW_hr)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1, 1), (7, 3, 5, 3, 2),
+                                   (3 * KC + 5, KC + 7, 2 * NR32 + 9, 40, 50), (300, 4, 37, 17, 0)],
+                         ids=str)
 @pytest.mark.parametrize("same_da", [True, False], ids=["da_h_is_da_x", "gated_da_h"])
 def test_linear_grads_against_numpy(shape, same_da, dtype):
     # the weight gradients: dw_x = da_x^T x, dw_h = da_h^T [h0; h_tail], bias sums; the
-    # same bits run in parallel or serially
+    # same bits in parallel (column blocks) or serially (one block)
     K, B, M, N, Q = shape
-    P = parallel.grad_parts(K, M, N, Q)
-    assert P == {1: 1, 7: 1, 2 * PART + 5: 2, 4 * PART + 3: 4}[K]
+    if K > 2 * KC and numba.get_num_threads() >= 2:  # the case that really splits
+        assert parallel.n_chunks(M, grads.column_blocks(M, N + Q, K, 4, False)) >= 2
     rng = np.random.default_rng(6)
     da_x, x = (rng.standard_normal(s).astype(dtype) for s in ((K, M), (K, N)))
     da_h = da_x if same_da else rng.standard_normal((K, M)).astype(dtype)
@@ -142,7 +145,7 @@ def test_linear_grads_against_numpy(shape, same_da, dtype):
     outs = []
     for serial in (False, True):
         out = [np.full(s, np.nan, dtype) for s in ((M, N), (M, Q), M, M)]
-        parallel.linear_grads(*out, da_x, da_h, x, h[:B], h[B:], serial)
+        grads.linear_grads(*out, da_x, da_h, x, h[:B], h[B:], serial)
         outs.append(out)
     f64 = [a.astype(np.float64) for a in (da_x, da_h, x, h)]
     want = (f64[0].T @ f64[2], f64[1].T @ f64[3], f64[0].sum(0), f64[1].sum(0))
@@ -151,6 +154,22 @@ def test_linear_grads_against_numpy(shape, same_da, dtype):
         assert np.array_equal(got, other)
     for a, b in zip(given, (da_x, da_h, x, h)):
         assert np.array_equal(a, b)
+
+
+def test_weight_gradient_sums_run_in_row_order(dtype):
+    # every entry is the fused multiply-adds of its k terms in k order, over the blocks
+    # of KC rows: a large first term that later ones cancel shows the order
+    K, M, N = KC + 9, 3, 2
+    da = np.zeros((K, M), dtype)
+    x = np.ones((K, N), dtype)
+    da[0] = 1e8 if dtype == np.float32 else 1e17
+    da[1:KC + 3] = 1.0  # lost against 1e8 one at a time (float32 spacing there: 8)
+    da[KC + 3] = -da[0]
+    dw = np.empty((M, N), dtype)
+    db = np.empty(M, dtype)
+    grads.linear_grads(dw, np.empty((M, 0), dtype), db, np.empty(M, dtype), da, da, x,
+                       np.empty((0, 0), dtype), np.empty((K, 0), dtype), True)
+    assert np.all(dw == 0.0) and np.all(db == 0.0)
 
 
 def test_nan_and_inf_stay_in_their_row(dtype):
@@ -208,3 +227,26 @@ def test_kernels_call_the_product_by_its_symbol_without_linking_it(dtype):
     defined = [line for line in ir.splitlines() if line.startswith("define")]
     assert defined and not [line for line in defined if "tiles7_matmul" in line or
                             "tiles4_row" in line or "tiles5_tile" in line]
+
+
+@njit
+def _columns_in_njit(dw_a, dw_b, db, da, a_head, a_tail, b_head, b_tail):
+    mp, at, c, sums = grads._scratch(da, a_head.shape[1] + b_head.shape[1], 0, da.shape[1])
+    grads._grad_columns_call(dw_a, dw_b, db, da, a_head, a_tail, b_head, b_tail, mp, at, c,
+                             sums, 0, da.shape[1])
+
+
+def test_weight_gradients_call_their_column_kernel_by_its_symbol(dtype):
+    # like the product: compiled once per dtype, never linked into its callers
+    K, M, N = 5, 3, 2
+    out = [np.empty(s, dtype) for s in ((M, N), (M, 0), M)]
+    da, x = np.ones((K, M), dtype), np.ones((K, N), dtype)
+    none = np.empty((0, 0), dtype)
+    _columns_in_njit(*out, da, np.empty((0, N), dtype), x, none, none)
+    assert np.all(out[0] == K) and np.all(out[2] == K)
+    ir = "\n".join(_columns_in_njit.inspect_llvm().values())
+    name = f"fastrnn_grads_columns_{np.dtype(dtype).name}_v{grads._GRAD_ABI}"
+    assert f'declare i32 @"{name}"' in ir or f"declare i32 @{name}" in ir
+    defined = [line for line in ir.splitlines() if line.startswith("define")]
+    assert defined and not [line for line in defined if "_grad_columns" in line
+                            or "_transpose_into" in line or "_pack_columns" in line]

@@ -335,7 +335,7 @@ def test_bad_lengths(name, lengths, exc, words):
 @pytest.mark.parametrize("name", ["rnn_tanh", "lstm_proj", "gru"])
 def test_length_one_axes_with_odd_strides(name):
     # NumPy calls an array with a length-1 axis contiguous whatever that axis's
-    # stride (x[:, None] has stride 0 there); BLAS must still get valid leading dims
+    # stride (x[:, None] has stride 0 there); the kernels must still get valid row strides
     cell = CELLS[name]
     p = cell.make(5, 1, 3, 4)
     q = {k: v for k, v in p.items()}
@@ -377,9 +377,9 @@ def test_layer_backward_refuses_parameters_updated_before_backward():
 def _kernel_specialisations():
     import numba
 
-    from fastrnn.kernels import activations, blas, elman, gru, linalg, lstm, parallel
+    from fastrnn.kernels import activations, elman, grads, gru, linalg, lstm, parallel
     found = {}
-    for mod in (activations, blas, elman, gru, linalg, lstm, parallel):
+    for mod in (activations, elman, grads, gru, linalg, lstm, parallel):
         for name, obj in vars(mod).items():
             if isinstance(obj, numba.core.registry.CPUDispatcher):
                 found[f"{mod.__name__}.{name}"] = len(obj.signatures)

@@ -352,7 +352,6 @@ def run(cells, sizes, modes, frameworks, dtype="float32", threads=None, repeats=
     frameworks = [f for f in frameworks if FRAMEWORKS[f].available()]
     limiter = set_threads(threads)  # noqa: F841 (keeps the BLAS limits alive)
     info = machine_info(threads)
-    import scipy.linalg.cython_blas  # noqa: F401  (the BLAS fastrnn's kernels call)
     info["blas"] = blas_info()
     peak = gemm_peak(dtype, peak_size)
     info["gemm_peak_gflops"] = peak

@@ -4,14 +4,12 @@ recurrence, and the checks that a cache is still valid."""
 
 import dataclasses
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import _validation as v
-from .._blas_threads import single_threaded_blas
-from .._threads import kernel_launch
+from ..kernels import grads as _grads
 from ..kernels import linalg as _linalg
 from ..kernels import parallel as _parallel
 from ..kernels import tiles as _tiles
@@ -144,16 +142,6 @@ def _summed_bias(inp):
     return inp.b_ih + inp.b_hh
 
 
-@contextmanager
-def _launch(blas=True):
-    """Around every group of kernel calls: BLAS single-threaded (our threads do the
-    parallel work) and the threading-layer policy; yields the kernels' ``serial``.
-    ``blas=False`` for kernels that call no BLAS (the forward passes): setting and
-    restoring OpenBLAS's thread count takes ~5 us, as long as a tiny forward's kernels."""
-    with single_threaded_blas(blas), kernel_launch() as serial:
-        yield serial
-
-
 #: Gate-buffer elements per chunk of steps on the inference path (cache=False): a
 #: forward of any length then needs O(B * H) memory beyond its inputs and outputs.
 STREAM_ELEMENTS = 1 << 20
@@ -273,7 +261,7 @@ def _input_and_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, da_x, da_h, inp, out
     TB = T * B
     da2 = da_x.reshape(TB, G)
     _parallel.par_matmul(dx.reshape(TB, I), da2, _tiles.pack(inp.w_ih), serial)
-    _parallel.linear_grads(dw_ih, dw_hh, db_ih, db_hh, da2, da_h.reshape(TB, G),
+    _grads.linear_grads(dw_ih, dw_hh, db_ih, db_hh, da2, da_h.reshape(TB, G),
                            inp.x.reshape(TB, I), inp.h0,
                            out.reshape(TB, out.shape[2])[: TB - B], serial)
 

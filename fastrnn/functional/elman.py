@@ -6,9 +6,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _validation as v
+from .._threads import kernel_launch
 from ..kernels import elman as _elman
 from ..kernels.activations import ACTIVATIONS
-from ._common import (_Inputs, _check_inputs, _scratch, _summed_bias, _launch, _out_buffer,
+from ._common import (_Inputs, _check_inputs, _scratch, _summed_bias, _out_buffer,
                       _out_chunk, _chunks, _lengths_in, _sum_ages, _packed_weights,
                       _project, _input_and_weight_grads, _ages_through, _fingerprint,
                       _start_backward)
@@ -98,7 +99,7 @@ def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", 
     h_n = inp.h0.copy()
     b, act = _summed_bias(inp), ACTIVATIONS[nonlinearity]
     w_ih_p, w_hh_p = _packed_weights(inp)
-    with _launch(blas=False) as serial:
+    with kernel_launch() as serial:
         for t0, t1 in _chunks(T, out.shape[0]) if B else ():
             h = h_n.copy()  # the state carried into this chunk
             o = _out_chunk(out, inp.x.shape[0], t0, t1)
@@ -166,7 +167,7 @@ def _elman_run_backward(cache, dout, dh_n, k, want_ages):
     elif B > 0:
         act = ACTIVATIONS[cache.nonlinearity]
         da = _scratch("da", (T, B, H), inp.dtype)
-        with _launch() as serial:
+        with kernel_launch() as serial:
             if k is None or k >= T:
                 _elman.elman_backward_recurrence(da, dh0, _sum_ages(dout), dh_n, cache.out,
                                                  inp.w_hh, act, inp.lengths, serial)

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _validation as v
+from .._threads import kernel_launch
 from ..kernels import gru as _gru
-from ._common import (_Inputs, _check_inputs, _scratch, _launch, _chunk_steps, _out_buffer,
+from ._common import (_Inputs, _check_inputs, _scratch, _chunk_steps, _out_buffer,
                       _out_chunk, _chunks, _lengths_in, _checkpoint_steps,
                       _checkpointed_backward, _segment_inputs, _sum_ages, _packed_weights,
                       _project, _input_and_weight_grads, _ages_through, _fingerprint,
@@ -113,7 +114,7 @@ def _gru_run_forward(out, h_n, gates, ghn, inp, chunks):
     b_ih = zeros if inp.b_ih is None else inp.b_ih
     b_hh = zeros if inp.b_hh is None else inp.b_hh
     w_ih_p, w_hh_p = _packed_weights(inp)
-    with _launch(blas=False) as serial:
+    with kernel_launch() as serial:
         for t0, t1 in chunks:
             h = h_n.copy()
             _project(gates[: t1 - t0], inp.x[t0:t1], w_ih_p, serial)
@@ -187,7 +188,7 @@ def _gru_run_backward(cache, dout, dh_n, k, want_ages):
         dgi = _scratch("da", (T, B, 3 * H), inp.dtype)
         dgh = _scratch("da_h", (T, B, 3 * H), inp.dtype)
         rest = (dh_n, cache.gates, cache.ghn, inp.h0, cache.out, inp.w_hh)
-        with _launch() as serial:
+        with kernel_launch() as serial:
             if k is None or k >= T:
                 _gru.gru_backward_recurrence(dgi, dgh, dh0, _sum_ages(dout), *rest, inp.lengths,
                                              serial)

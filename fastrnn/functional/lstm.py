@@ -6,10 +6,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _validation as v
+from .._threads import kernel_launch
+from ..kernels import grads as _grads
 from ..kernels import lstm as _lstm
-from ..kernels import parallel as _parallel
 from ..kernels import tiles as _tiles
-from ._common import (_Inputs, _check_inputs, _scratch, _summed_bias, _launch,
+from ._common import (_Inputs, _check_inputs, _scratch, _summed_bias,
                       _chunk_steps, _out_buffer, _out_chunk, _chunks, _lengths_in,
                       _checkpoint_steps, _checkpointed_backward, _segment_inputs,
                       _sum_ages, _packed_weights, _project, _input_and_weight_grads,
@@ -146,7 +147,7 @@ def _lstm_run_forward(out, h_n, c_n, gates, cs, starts, inp, chunks):
     b = _summed_bias(inp)
     w_ih_p, w_hh_p = _packed_weights(inp)
     w_hr_p = _packed_projection(inp)
-    with _launch(blas=False) as serial:
+    with kernel_launch() as serial:
         for i, (t0, t1) in enumerate(chunks):
             h, c = h_n.copy(), c_n.copy()  # the state carried into this chunk
             if starts.shape[0]:
@@ -232,7 +233,7 @@ def _lstm_run_backward(cache, dout, dh_n, dc_n, k, want_ages):
         dhs = np.empty((n, B, P), inp.dtype)
         ms = np.empty((n, B, H), inp.dtype)
         rest = (dh_n, dc_n, cache.gates, cache.cs, inp.c0, inp.w_hh, w_hr)
-        with _launch() as serial:
+        with kernel_launch() as serial:
             if k is None or k >= T:
                 _lstm.lstm_backward_recurrence(da, dhs, ms, dh0, dc0, _sum_ages(dout), *rest,
                                                inp.lengths, serial)
@@ -247,7 +248,7 @@ def _lstm_run_backward(cache, dout, dh_n, dc_n, k, want_ages):
             if inp.w_hr is not None:  # h_t = W_hr m_t  ->  dW_hr = sum_t dh_t^T m_t
                 TB = T * B
                 none = np.empty((TB, 0), inp.dtype)  # (no hidden term: zero-width h_prev)
-                _parallel.linear_grads(dw_hr, np.empty((P, 0), inp.dtype), np.empty(P, inp.dtype),
+                _grads.linear_grads(dw_hr, np.empty((P, 0), inp.dtype), np.empty(P, inp.dtype),
                                        np.empty(P, inp.dtype), dhs.reshape(TB, P),
                                        dhs.reshape(TB, P), ms.reshape(TB, H), none[:B], none[B:],
                                        serial)

@@ -13,12 +13,11 @@ summed bias ``b_ih + b_hh`` (zeros for a cell without bias). ``act`` is an activ
 code from ``fastrnn.kernels.activations``.
 
 A call has phases, each one parallel loop over fixed chunks (``parallel.py``): the
-input projection of all steps (GEMMs over chunks of the T*B rows), the recurrence
+input projection of all steps (products over chunks of the T*B rows), the recurrence
 (chunks of the batch, each with its own time loop), and for backward the
 whole-sequence products (dx over chunks of rows, weight gradients over blocks of
 hidden units). ``elman_forward``/``elman_backward`` chain the phases for callers in
-``@njit`` code. BLAS should be single-threaded while they run (the functional layer
-sees to it): the parallelism is the kernels' own.
+``@njit`` code. No phase calls BLAS: the parallelism is the kernels' own.
 
 Backward needs only the forward's outputs: every act' is a function of h_t = act(a_t),
 so nothing but ``out`` is kept for training.
@@ -29,9 +28,10 @@ from numba import prange
 
 from .._config import jit, jit_calls_parallel, jit_parallel
 from .activations import activate, activation_backward
+from .grads import linear_grads
 from .linalg import (add_into, copy_into, copy_rows, outer_acc,
                      sum_windows, vecmat_acc, vecmat_t, window_entries, zero)
-from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
+from .parallel import batch_chunk, n_chunks, par_matmul
 from .tiles import matmul, pack, pack_t
 
 # --------------------------------------------------------------------------------------

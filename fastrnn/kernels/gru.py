@@ -19,9 +19,10 @@ from numba import prange
 
 from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
 from .activations import rowmap, sigmoid_ir, tanh_ir
+from .grads import linear_grads
 from .linalg import (add_into, copy_into, copy_rows, outer_acc,
                      sum_windows, vecmat_acc, vecmat_t, window_entries, zero)
-from .parallel import batch_chunk, linear_grads, n_chunks, par_matmul
+from .parallel import batch_chunk, n_chunks, par_matmul
 from .tiles import _data, matmul, pack, pack_t
 
 # --------------------------------------------------------------------------------------

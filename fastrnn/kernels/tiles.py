@@ -30,6 +30,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from .._config import jit, jit_inline
+from ._symbols import compiled_once
 
 
 def _vector_bytes():
@@ -386,30 +387,27 @@ def _row(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, P, NR, K, N, accumulat
 
 
 # The product itself works on data pointers, one instance per dtype, compiled once and
-# called by address (``_matmul_call``):
+# called by its symbol (``_symbols.compiled_once``):
 # - a compiled function that takes arrays takes a reference to each on entry and drops it
 #   on exit (atomic counts; Numba's pruning pass did not remove them from a function this
 #   branchy): six atomic operations, about 80 ns per call, more than a 1 x 32 x 32
 #   product, in every step of a recurrence;
-# - a Numba function called by another is linked into the caller's code and optimized
-#   and compiled again there, and a parallel kernel is five such modules (the kernel, its
-#   loop body and two wrappers of it, each linking all it calls): the product's code cost
-#   1-3 s of compilation per kernel (measured: a cell's forward 6-12 s cold with it
-#   linked in, 3-7 s without).
+# - linked into each caller, the product's code cost 1-3 s of compilation per kernel.
 _MATMUL_SIGNATURES = {dt: types.void(types.CPointer(dt), types.intp, types.intp,
                                      types.CPointer(dt), types.intp, types.intp,
                                      types.CPointer(dt), types.intp, types.intp, types.intp,
                                      types.intp, types.boolean)
                       for dt in (types.float32, types.float64)}
 
-#: Version of ``_matmul``'s signature, in the name callers' code resolves: bump it when the
-#: signature changes. (Not the sources' hash: a user's own cached function that calls
-#: ``matmul`` would then fail to load after an upgrade. Two copies of fastrnn imported in
-#: one process share the product of the one imported last.)
+#: Version of ``_matmul``'s signature, in the symbol callers' code resolves: bump it when
+#: the signature changes.
 _MATMUL_ABI = 1
 
 
-@jit(list(_MATMUL_SIGNATURES.values()))
+def _symbol(dtype):
+    return f"fastrnn_tiles_matmul_{dtype}_v{_MATMUL_ABI}"
+
+
 def _matmul(c, ci, N, a, ai, K, m, P, KP, NR, R, accumulate):
     # matmul on pointers: c (.., N) and a (.., K) row-major, m packed (P, KP, NR), KP = K
     if R <= 0 or N == 0:
@@ -461,40 +459,7 @@ def _matmul(c, ci, N, a, ai, K, m, P, KP, NR, R, accumulate):
                      NR, kc, N, acc)
 
 
-def _symbol(dtype):
-    return f"fastrnn_tiles_matmul_{dtype}_v{_MATMUL_ABI}"
-
-
-def _register(dtype):
-    # the compiled function's address under its fixed name, where the JIT resolves the
-    # callers' references to it (from the cache too: code loaded later is linked then)
-    if not hasattr(_matmul, "overloads"):  # NUMBA_DISABLE_JIT: nothing is compiled
-        return
-    sig = _MATMUL_SIGNATURES[dtype]
-    compiled = _matmul.overloads[sig.args]
-    address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
-    llvm_binding.add_symbol(_symbol(dtype), address)
-
-
-for _dtype in _MATMUL_SIGNATURES:
-    _register(_dtype)
-
-
-@intrinsic
-def _matmul_call(typingctx, c, ci, N, a, ai, K, m, P, KP, NR, R, accumulate):
-    # a call of _matmul's compiled code by its symbol: nothing of it is linked into the
-    # caller (Numba's calling convention; _matmul raises nothing, its status is ignored)
-    if not (isinstance(c, types.CPointer) and c.dtype in _MATMUL_SIGNATURES):
-        return None
-    sig = _MATMUL_SIGNATURES[c.dtype]
-
-    def codegen(context, builder, sig_, args):
-        fnty = context.call_conv.get_function_type(types.void, sig.args)
-        fn = cgutils.get_or_insert_function(builder.module, fnty, _symbol(c.dtype))
-        context.call_conv.call_function(builder, fn, types.void, sig.args, args)
-        return context.get_dummy_value()
-
-    return sig, codegen
+_matmul_call = compiled_once(_symbol("{}"), _MATMUL_SIGNATURES)(_matmul)
 
 
 @jit_inline
