@@ -7,7 +7,6 @@ import sys
 import textwrap
 
 import numba
-import numpy as np
 import pytest
 
 import fastrnn
