@@ -130,30 +130,35 @@ def test_par_matmul_is_the_product_in_any_block_split(shape, dtype):
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1, 1), (7, 3, 5, 3, 2),
                                    (3 * KC + 5, KC + 7, 2 * NR32 + 9, 40, 50), (300, 4, 37, 17, 0)],
                          ids=str)
-@pytest.mark.parametrize("same_da", [True, False], ids=["da_h_is_da_x", "gated_da_h"])
-def test_linear_grads_against_numpy(shape, same_da, dtype):
-    # the weight gradients: dw_x = da_x^T x, dw_h = da_h^T [h0; h_tail], bias sums; the
-    # same bits in parallel (column blocks) or serially (one block)
+@pytest.mark.parametrize("shared", ["all", "none", "leading"])
+def test_linear_grads_against_numpy(shape, shared, dtype):
+    # the weight gradients: dw_x = da_x^T x, dw_h = da_h^T [h0; h_tail], bias sums, with
+    # da_h the same array as da_x (Elman, LSTM), another one, or equal in its leading
+    # columns (the GRU); the same bits in parallel (column blocks) or serially (one block)
     K, B, M, N, Q = shape
     if K > 2 * KC and numba.get_num_threads() >= 2:  # the case that really splits
         assert parallel.n_chunks(M, grads.column_blocks(M, N + Q, K, 4, False)) >= 2
     rng = np.random.default_rng(6)
     da_x, x = (rng.standard_normal(s).astype(dtype) for s in ((K, M), (K, N)))
-    da_h = da_x if same_da else rng.standard_normal((K, M)).astype(dtype)
+    S = {"all": M, "none": 0, "leading": 2 * M // 3}[shared]
+    da_h = da_x if shared == "all" else rng.standard_normal((K, M)).astype(dtype)
+    if shared == "leading":
+        da_h[:, :S] = np.nan  # never read: those columns are da_x's
     h = rng.standard_normal((K, Q)).astype(dtype)
     given = [a.copy() for a in (da_x, da_h, x, h)]
     outs = []
     for serial in (False, True):
         out = [np.full(s, np.nan, dtype) for s in ((M, N), (M, Q), M, M)]
-        grads.linear_grads(*out, da_x, da_h, x, h[:B], h[B:], serial)
+        grads.linear_grads(*out, da_x, da_h, S, x, h[:B], h[B:], serial)
         outs.append(out)
     f64 = [a.astype(np.float64) for a in (da_x, da_h, x, h)]
+    f64[1][:, :S] = f64[0][:, :S]
     want = (f64[0].T @ f64[2], f64[1].T @ f64[3], f64[0].sum(0), f64[1].sum(0))
     for got, ref, other in zip(outs[0], want, outs[1]):
         assert_close(got, ref, dtype, scale=10)
         assert np.array_equal(got, other)
     for a, b in zip(given, (da_x, da_h, x, h)):
-        assert np.array_equal(a, b)
+        assert np.array_equal(a, b, equal_nan=True)
 
 
 def test_weight_gradient_sums_run_in_row_order(dtype):
@@ -167,7 +172,7 @@ def test_weight_gradient_sums_run_in_row_order(dtype):
     da[KC + 3] = -da[0]
     dw = np.empty((M, N), dtype)
     db = np.empty(M, dtype)
-    grads.linear_grads(dw, np.empty((M, 0), dtype), db, np.empty(M, dtype), da, da, x,
+    grads.linear_grads(dw, np.empty((M, 0), dtype), db, np.empty(M, dtype), da, da, M, x,
                        np.empty((0, 0), dtype), np.empty((K, 0), dtype), True)
     assert np.all(dw == 0.0) and np.all(db == 0.0)
 

@@ -251,19 +251,21 @@ def _project(gates, x, w_ih_p, serial):
                          serial)
 
 
-def _input_and_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, da_x, da_h, inp, out, serial):
+def _input_and_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, da_x, da_h, shared, inp, out,
+                            serial):
     """The whole-sequence products of backward, after the recurrence:
     a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh  ->  dx_t = da_t W_ih,
     dW_ih = sum_t da_t^T x_t, dW_hh = sum_t da_h_t^T h_{t-1} (h_{-1} = h0),
-    db_ih = sum da_t, db_hh = sum da_h_t (da_h differs from da_x only for the GRU)."""
+    db_ih = sum da_t, db_hh = sum da_h_t (da_h differs from da_x only for the GRU, in
+    the columns from ``shared`` on)."""
     T, B, I = inp.x.shape
     G = da_x.shape[2]
     TB = T * B
     da2 = da_x.reshape(TB, G)
     _parallel.par_matmul(dx.reshape(TB, I), da2, _tiles.pack(inp.w_ih), serial)
-    _grads.linear_grads(dw_ih, dw_hh, db_ih, db_hh, da2, da_h.reshape(TB, G),
-                           inp.x.reshape(TB, I), inp.h0,
-                           out.reshape(TB, out.shape[2])[: TB - B], serial)
+    _grads.linear_grads(dw_ih, dw_hh, db_ih, db_hh, da2, da_h.reshape(TB, G), shared,
+                        inp.x.reshape(TB, I), inp.h0, out.reshape(TB, out.shape[2])[: TB - B],
+                        serial)
 
 
 def _ages_through(da_ages, w_ih, serial):

@@ -177,7 +177,7 @@ def _elman_run_backward(cache, dout, dh_n, k, want_ages):
                                                   inp.w_hh, act, k, inp.lengths, serial)
                 if want_ages:
                     dx_ages = _ages_through(da_ages, inp.w_ih, serial)
-            _input_and_weight_grads(dx, dw_ih, dw_hh, db, np.empty_like(db), da, da, inp,
+            _input_and_weight_grads(dx, dw_ih, dw_hh, db, np.empty_like(db), da, da, H, inp,
                                     cache.out, serial)
     has_bias = inp.b_ih is not None
     return ElmanGrads(dx, dh0, dw_ih, dw_hh, db if has_bias else None,

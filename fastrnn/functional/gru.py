@@ -198,8 +198,9 @@ def _gru_run_backward(cache, dout, dh_n, k, want_ages):
                                               inp.lengths, serial)
                 if want_ages:
                     dx_ages = _ages_through(dgi_ages, inp.w_ih, serial)
-            _input_and_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, inp, cache.out,
-                                    serial)
+            # (dgh equals dgi in the reset and update gates' columns)
+            _input_and_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, 2 * H, inp,
+                                    cache.out, serial)
     has_bias = inp.b_ih is not None
     return GRUGrads(dx, dh0, dw_ih, dw_hh, db_ih if has_bias else None,
                     db_hh if has_bias else None), dx_ages

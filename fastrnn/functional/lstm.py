@@ -243,15 +243,15 @@ def _lstm_run_backward(cache, dout, dh_n, dc_n, k, want_ages):
                                                 inp.lengths, serial)
                 if want_ages:
                     dx_ages = _ages_through(da_ages, inp.w_ih, serial)
-            _input_and_weight_grads(dx, dw_ih, dw_hh, db, np.empty_like(db), da, da, inp,
-                                    cache.out, serial)
+            _input_and_weight_grads(dx, dw_ih, dw_hh, db, np.empty_like(db), da, da, 4 * H,
+                                    inp, cache.out, serial)
             if inp.w_hr is not None:  # h_t = W_hr m_t  ->  dW_hr = sum_t dh_t^T m_t
                 TB = T * B
                 none = np.empty((TB, 0), inp.dtype)  # (no hidden term: zero-width h_prev)
                 _grads.linear_grads(dw_hr, np.empty((P, 0), inp.dtype), np.empty(P, inp.dtype),
-                                       np.empty(P, inp.dtype), dhs.reshape(TB, P),
-                                       dhs.reshape(TB, P), ms.reshape(TB, H), none[:B], none[B:],
-                                       serial)
+                                    np.empty(P, inp.dtype), dhs.reshape(TB, P),
+                                    dhs.reshape(TB, P), P, ms.reshape(TB, H), none[:B],
+                                    none[B:], serial)
     has_bias = inp.b_ih is not None
     return LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db if has_bias else None,
                      db.copy() if has_bias else None,

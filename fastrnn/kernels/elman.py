@@ -177,7 +177,7 @@ def elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out, serial):
     # a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh  ->  dW_ih = sum_t da_t^T x_t,
     # dW_hh = sum_t da_t^T h_{t-1} (h_{-1} = h0), db = sum over steps and batch of da_t
     db_hh = np.empty_like(db)  # equal to db for this cell
-    linear_grads(dw_ih, dw_hh, db, db_hh, da2, da2, x.reshape(TB, I), h0,
+    linear_grads(dw_ih, dw_hh, db, db_hh, da2, da2, H, x.reshape(TB, I), h0,
                  out.reshape(TB, H)[: TB - B], serial)
 
 

@@ -28,7 +28,7 @@ from .._config import jit, jit_parallel
 from ._symbols import compiled_once
 from .linalg import copy_into
 from .parallel import MAX_CHUNKS, MIN_WORK, _num_threads
-from .tiles import (KC, VECTOR_BYTES, _address, _aligned_panels, _data, _transpose_block, matmul,
+from .tiles import (KC, VECTOR_BYTES, _aligned_panels, _data, _transpose_block, matmul,
                     panel_width)
 
 
@@ -159,54 +159,63 @@ def column_blocks(M, R, K, itemsize, serial):
     panels = -(-M // NR)
     threads = 1 if serial else min(MAX_CHUNKS, _num_threads())
     parts = max(1, min(threads, panels, (M * R * K) // MIN_WORK))
-    return -(-panels // parts) * NR
+    return max(1, -(-panels // parts)) * NR  # (M = 0: any size, no block)
 
 
 @jit_parallel
-def linear_grads(dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail, serial):
+def linear_grads(dw_x, dw_h, db_x, db_h, da_x, da_h, shared, x, h_head, h_tail, serial):
     """Weight and bias gradients of ``a = x W_x^T + b_x + h_prev W_h^T + b_h`` over
     all K = T*B rows, where ``h_prev = [h_head; h_tail]`` (h0, then h_0..h_{T-2}):
 
         dw_x = da_x^T x,  dw_h = da_h^T h_prev,  db_x = sum(da_x),  db_h = sum(da_h)
 
     dw_x (M, N), dw_h (M, Q), db_x, db_h (M,) written; da_x, da_h (K, M); x (K, N);
-    h_head (B, Q); h_tail (K - B, Q); all C-contiguous, K >= 1. (da_h differs from
-    da_x where the hidden term is gated, as in the GRU's candidate; where it is the
-    same array, both terms are one product and db_h is a copy of db_x.)
+    h_head (B, Q); h_tail (K - B, Q); all C-contiguous, K >= 1. ``shared``: the
+    number of leading columns in which da_h equals da_x (M when da_h is da_x; the
+    GRU's hidden term differs in its candidate's columns only): there both terms are
+    one product ``[x, h_prev]^T da_x`` and db_h is a copy of db_x; da_h's own columns
+    are read from ``shared`` on.
 
-    Tasks: blocks of the columns of da (``column_blocks``), and when da_h differs,
-    the x-term and the h-term of each. ``serial``: run every task on the calling
-    thread (same results).
+    Tasks: blocks of the shared columns (``column_blocks``), then for each block of the
+    others its x-term and its h-term. ``serial``: run every task on the calling thread
+    (same results).
     """
     K, M = da_x.shape
     N = x.shape[1]
     Q = h_head.shape[1]
-    terms = 1 if _address(da_h) == _address(da_x) else 2
-    size = column_blocks(M, N + Q if terms == 1 else max(N, Q), terms * K, x.itemsize, serial)
-    n_tasks = terms * (-(-M // size))
+    size1 = column_blocks(shared, N + Q, K, x.itemsize, serial)
+    size2 = column_blocks(M - shared, max(N, Q), 2 * K, x.itemsize, serial)
+    n1 = -(-shared // size1)
+    n_tasks = n1 + 2 * (-(-(M - shared) // size2))
     if serial or n_tasks == 1:
         for t in range(n_tasks):
-            _task(t, terms, size, dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail)
+            _task(t, n1, size1, size2, shared, dw_x, dw_h, db_x, db_h, da_x, da_h, x,
+                  h_head, h_tail)
     else:
         for t in prange(n_tasks):
-            _task(t, terms, size, dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail)
-    if terms == 1:
-        copy_into(db_h, db_x)
+            _task(t, n1, size1, size2, shared, dw_x, dw_h, db_x, db_h, da_x, da_h, x,
+                  h_head, h_tail)
 
 
 @jit
-def _task(t, terms, size, dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head, h_tail):
-    # column block t // terms; with two terms, t % 2 = 0 the x-term, 1 the h-term
+def _task(t, n1, size1, size2, shared, dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head,
+          h_tail):
+    # tasks t < n1: a block of the shared columns, both terms; then, for each block of
+    # the other columns, its x-term (even t - n1) and its h-term (odd)
     M = da_x.shape[1]
-    j0 = t // terms * size
-    j1 = min(M, j0 + size)
     x_head = np.empty((0, x.shape[1]), x.dtype)  # (x has no head rows)
-    if terms == 1:
+    if t < n1:
+        j0 = t * size1
+        j1 = min(shared, j0 + size1)
         _columns(dw_x, dw_h, db_x, da_x, x_head, x, h_head, h_tail, j0, j1)
+        copy_into(db_h[j0:j1], db_x[j0:j1])
         return
+    u = t - n1
+    j0 = shared + u // 2 * size2
+    j1 = min(M, j0 + size2)
     none = np.empty((0, 0), x.dtype)  # (a term without a second operand)
     no_dw = np.empty((M, 0), x.dtype)
-    if t % 2 == 0:
+    if u % 2 == 0:
         _columns(dw_x, no_dw, db_x, da_x, x_head, x, none, none, j0, j1)
     else:
         _columns(dw_h, no_dw, db_h, da_h, h_head, h_tail, none, none, j0, j1)

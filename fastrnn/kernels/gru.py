@@ -274,8 +274,9 @@ def gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, w_ih, out,
     TB = T * B
     dgi2 = dgi.reshape(TB, G)
     par_matmul(dx.reshape(TB, I), dgi2, pack(w_ih), serial)
-    linear_grads(dw_ih, dw_hh, db_ih, db_hh, dgi2, dgh.reshape(TB, G), x.reshape(TB, I), h0,
-                 out.reshape(TB, H)[: TB - B], serial)
+    # (dgh equals dgi in the reset and update gates' columns)
+    linear_grads(dw_ih, dw_hh, db_ih, db_hh, dgi2, dgh.reshape(TB, G), 2 * H, x.reshape(TB, I),
+                 h0, out.reshape(TB, H)[: TB - B], serial)
 
 
 @jit_calls_parallel

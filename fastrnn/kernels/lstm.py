@@ -348,13 +348,13 @@ def lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, x, h0, w_ih, out
     da2 = da.reshape(TB, G)
     par_matmul(dx.reshape(TB, I), da2, pack(w_ih), serial)
     db_hh = np.empty_like(db)  # equal to db for this cell
-    linear_grads(dw_ih, dw_hh, db, db_hh, da2, da2, x.reshape(TB, I), h0,
+    linear_grads(dw_ih, dw_hh, db, db_hh, da2, da2, G, x.reshape(TB, I), h0,
                  out.reshape(TB, P)[: TB - B], serial)
     if dw_hr.shape[0] > 0:  # h_t = W_hr m_t  ->  dW_hr = sum_t dh_t^T m_t
         # (the same kernel, with no hidden term: zero-width h_prev)
         dhs2 = dhs.reshape(TB, P)
         linear_grads(dw_hr, np.empty((P, 0), da.dtype), np.empty(P, da.dtype),
-                     np.empty(P, da.dtype), dhs2, dhs2, ms.reshape(TB, ms.shape[2]),
+                     np.empty(P, da.dtype), dhs2, dhs2, P, ms.reshape(TB, ms.shape[2]),
                      np.empty((B, 0), da.dtype), np.empty((TB - B, 0), da.dtype), serial)
 
 
