@@ -14,7 +14,7 @@ def test_every_kernel_cache_key_covers_all_kernel_sources():
     from numba.core import caching
 
     impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")
-    loc = impl._locator_classes[0].from_function(lstm._cell_forward.py_func,
+    loc = impl._locator_classes[0].from_function(lstm._forward_chunk.py_func,
                                                  lstm.__file__)
     assert loc is not None
     stamp = loc.get_source_stamp()

@@ -39,7 +39,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic, overload
 
 from .._config import OVERLOAD_OPTIONS, jit_inline
-from .tiles import VECTOR_BYTES, _data
+from .tiles import VECTOR_BYTES
 
 TANH = 0
 RELU = 1
@@ -381,22 +381,21 @@ _bias_sigmoid_rows = rowmap(lambda e, xs: [sigmoid_ir(e, e.add(xs[0], xs[1])), N
 
 
 @jit_inline
-def activate(a, b, act):
-    """In place ``a[:] = act(a + b)`` for 1-D contiguous rows: pre-activations ``a`` and
-    the bias ``b``. tanh and sigmoid run in one pass of full-width vectors (``rowmap``)."""
-    n = a.shape[0]
-    zero = a.dtype.type(0.0)
+def activate(p, off, pb, n, act):
+    """In place ``p[off:off+n] = act(p[off:off+n] + pb[:n])`` on data pointers
+    (``tiles._data``): pre-activations and the bias. tanh and sigmoid run in one pass of
+    full-width vectors (``rowmap``)."""
     if act == TANH:
-        _bias_tanh_rows((_data(a), _data(b)), (0, 0), n)
+        _bias_tanh_rows((p, pb), (off, 0), n)
     elif act == SIGMOID:
-        _bias_sigmoid_rows((_data(a), _data(b)), (0, 0), n)
+        _bias_sigmoid_rows((p, pb), (off, 0), n)
     elif act == RELU:
         for j in range(n):
-            v = a[j] + b[j]
-            a[j] = zero if v < zero else v  # NaN stays NaN
+            v = p[off + j] + pb[j]
+            p[off + j] = 0.0 if v < 0.0 else v  # NaN stays NaN
     else:  # IDENTITY
         for j in range(n):
-            a[j] += b[j]
+            p[off + j] += pb[j]
 
 
 @jit_inline

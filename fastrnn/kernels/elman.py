@@ -29,10 +29,10 @@ from numba import prange
 from .._config import jit, jit_calls_parallel, jit_parallel
 from .activations import activate, activation_backward
 from .grads import linear_grads
-from .linalg import (add_into, copy_into, copy_rows, outer_acc,
+from .linalg import (add_into, copy_into, copy_rows, outer_acc, zero_p,
                      sum_windows, vecmat_acc, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
-from .tiles import matmul, pack, pack_t
+from .tiles import _data, matmul, pack, pack_t
 
 # --------------------------------------------------------------------------------------
 # forward
@@ -54,6 +54,7 @@ def _forward_chunk(out, h_n, h0, w_hh_t, b, lengths, r0, r1, act):
     T, B, H = out.shape
     R = r1 - r0
     o2 = out.reshape(T * B, H)  # row t*B + r is out[t, r]
+    po, pb = _data(out), _data(b)  # rows by offset (see gru._forward_chunk)
     for t in range(T):
         # a_t = W_ih x_t + W_hh h_{t-1} ...
         if t == 0:
@@ -61,11 +62,11 @@ def _forward_chunk(out, h_n, h0, w_hh_t, b, lengths, r0, r1, act):
         else:
             matmul(o2, t * B + r0, o2, (t - 1) * B + r0, R, w_hh_t, True)
         for r in range(R):
-            ar = out[t, r0 + r]
+            i = (t * B + r0 + r) * H
             if t >= lengths[r0 + r]:  # padding: no output, the state stays at its last step
-                zero(ar)
+                zero_p(po, i, H)
                 continue
-            activate(ar, b, act)  # h_t = act(a_t + b_ih + b_hh)
+            activate(po, i, pb, H, act)  # h_t = act(a_t + b_ih + b_hh)
     for r in range(r0, r1):
         copy_into(h_n[r], out[lengths[r] - 1, r])
 
@@ -317,7 +318,8 @@ def elman_step(h_out, x, h, w_ih_t, w_hh_t, b, act):
         zero(a)
         vecmat_acc(a, x[r], w_ih_t)
         vecmat_acc(a, h[r], w_hh_t)
-        activate(a, b, act)  # the sums in the order of the sequence kernels
+        activate(_data(h_out), r * h_out.shape[1], _data(b), h_out.shape[1], act)  # the
+        # sums in the order of the sequence kernels
 
 
 @jit

@@ -20,7 +20,7 @@ from numba import prange
 from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
 from .activations import rowmap, sigmoid_ir, tanh_ir
 from .grads import linear_grads
-from .linalg import (add_into, copy_into, copy_rows, outer_acc,
+from .linalg import (add_into, copy_into, copy_p, copy_rows, outer_acc, zero_p,
                      sum_windows, vecmat_acc, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
 from .tiles import _data, matmul, pack, pack_t
@@ -65,24 +65,32 @@ def _cell_forward(h, ghn, a, gh, h_prev, b_ih, H):
 def _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, lengths, r0, r1):
     T, B, H = out.shape
     R = r1 - r0
+    G = 3 * H
     keep = ghn.shape[0] > 0
-    gh = np.empty((R, 3 * H), out.dtype)  # W_hh h_{t-1} + b_hh of one step
+    gh = np.empty((R, G), out.dtype)  # W_hh h_{t-1} + b_hh of one step
     o2 = out.reshape(T * B, H)  # row t*B + r is out[t, r]
+    # rows by pointer and offset: a view of a row (out[t, r]) takes and drops a
+    # reference, two atomic operations, in every step
+    po, pa, pgh, pk, ph0 = _data(out), _data(gates), _data(gh), _data(ghn), _data(h0)
+    pbi, pbh = _data(b_ih), _data(b_hh)
     for t in range(T):
         for r in range(R):
-            copy_into(gh[r], b_hh)
+            copy_p(pgh, r * G, pbh, 0, G)
         # gh_t = W_hh h_{t-1} + b_hh
         if t == 0:
             matmul(gh, 0, h0, r0, R, w_hh_t, True)
         else:
             matmul(gh, 0, o2, (t - 1) * B + r0, R, w_hh_t, True)
         for r in range(R):
+            i = t * B + r0 + r  # row of out, gates and ghn
             if t >= lengths[r0 + r]:  # padding: output 0, the state stays
-                zero(out[t, r0 + r])
+                zero_p(po, i * H, H)
                 continue
-            h_prev = h0[r0 + r] if t == 0 else out[t - 1, r0 + r]
-            _cell_forward(out[t, r0 + r], ghn[t, r0 + r] if keep else gh[r, 2 * H :],
-                          gates[t, r0 + r], gh[r], h_prev, b_ih, H)
+            hp, hoff = (ph0, (r0 + r) * H) if t == 0 else (po, (i - B) * H)
+            pn, noff = (pk, i * H) if keep else (pgh, r * G + 2 * H)
+            _cell_forward_rows((pa, pa, pa, pbi, pbi, pbi, pgh, pgh, pgh, hp, po, pn),
+                               (i * G, i * G + H, i * G + 2 * H, 0, H, 2 * H, r * G,
+                                r * G + H, r * G + 2 * H, hoff, i * H, noff), H)
     for r in range(r0, r1):
         copy_into(h_n[r], out[lengths[r] - 1, r])
 

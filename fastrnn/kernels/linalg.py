@@ -11,7 +11,7 @@ which costs seconds of compile time per call site.
 
 import numpy as np
 
-from .._config import jit
+from .._config import jit, jit_inline
 
 
 @jit
@@ -114,6 +114,20 @@ def copy_into(dst, src):
     """``dst[:] = src`` for 1-D arrays of the same length."""
     for j in range(dst.shape[0]):
         dst[j] = src[j]
+
+
+@jit_inline
+def copy_p(dst, d, src, s, n):
+    """``dst[d:d+n] = src[s:s+n]`` on data pointers (``tiles._data``)."""
+    for j in range(n):
+        dst[d + j] = src[s + j]
+
+
+@jit_inline
+def zero_p(dst, d, n):
+    """``dst[d:d+n] = 0`` on a data pointer."""
+    for j in range(n):
+        dst[d + j] = 0.0
 
 
 @jit

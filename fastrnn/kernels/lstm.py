@@ -23,7 +23,7 @@ from numba import prange
 from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
 from .activations import rowmap, sigmoid_ir, sigmoid_row, tanh, tanh_ir, tanh_row
 from .grads import linear_grads
-from .linalg import (add_into, copy_into, copy_rows, outer_acc,
+from .linalg import (add_into, copy_into, copy_p, copy_rows, outer_acc, zero_p,
                      sum_windows, vecmat_acc, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
 from .tiles import _data, matmul, pack, pack_t
@@ -63,27 +63,21 @@ def _emit_cell_forward(e, xs):
 _cell_forward_rows = rowmap(_emit_cell_forward)
 
 
-@jit_inline
-def _cell_forward(m, c, a, b, H):
-    # one row, one pass of full-width vectors: a (4H) pre-activations -> gate activations
-    # in place; c (H) c_{t-1} -> c_t; m (H) written: o * tanh(c_t)
-    pa = _data(a)
-    pb = _data(b)
-    _cell_forward_rows((pa, pa, pa, pa, pb, pb, pb, pb, _data(c), _data(m)),
-                       (0, H, 2 * H, 3 * H, 0, H, 2 * H, 3 * H, 0, 0), H)
-
-
 @jit
 def _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths, r0, r1):
     T, B, P = out.shape
     H = c0.shape[1]
+    G = 4 * H
     R = r1 - r0
     proj = w_hr_t.shape[0] > 0
+    keep = cs.shape[0] > 0
     c = np.empty((R, H), out.dtype)  # running cell state
     copy_rows(c, c0[r0:r1])
     m = np.empty((R if proj else 0, H), out.dtype)  # o * tanh(c) before W_hr
     o2 = out.reshape(T * B, P)  # row t*B + r is out[t, r]; the same for g2 and gates
-    g2 = gates.reshape(T * B, gates.shape[2])
+    g2 = gates.reshape(T * B, G)
+    # rows by pointer and offset (see gru._forward_chunk)
+    po, pa, pc, pm, pcs, pb = _data(out), _data(gates), _data(c), _data(m), _data(cs), _data(b)
     for t in range(T):
         # a_t = W_ih x_t + W_hh h_{t-1} (+ b below)
         if t == 0:
@@ -91,13 +85,17 @@ def _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths,
         else:
             matmul(g2, t * B + r0, o2, (t - 1) * B + r0, R, w_hh_t, True)
         for r in range(R):
-            m_r = m[r] if proj else out[t, r0 + r]
+            i = t * B + r0 + r  # row of out, gates and cs
+            pmr, moff = (pm, r * H) if proj else (po, i * P)
             if t >= lengths[r0 + r]:  # padding: output 0, the state stays
-                zero(m_r)
+                zero_p(pmr, moff, H)
             else:
-                _cell_forward(m_r, c[r], gates[t, r0 + r], b, H)
-            if cs.shape[0] > 0:
-                copy_into(cs[t, r0 + r], c[r])
+                a = i * G
+                _cell_forward_rows((pa, pa, pa, pa, pb, pb, pb, pb, pc, pmr),
+                                   (a, a + H, a + 2 * H, a + 3 * H, 0, H, 2 * H, 3 * H, r * H,
+                                    moff), H)
+            if keep:
+                copy_p(pcs, i * H, pc, r * H, H)
         if proj:
             matmul(o2, t * B + r0, m, 0, R, w_hr_t, False)  # h_t = W_hr m_t
     for r in range(r0, r1):
