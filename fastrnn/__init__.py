@@ -12,8 +12,8 @@ Layers of the package (each calls only the one below):
 """
 
 from .functional import (ElmanCache, ElmanGrads, GRUCache, GRUGrads, LSTMCache, LSTMGrads,
-                         elman_backward, elman_forward, gru_backward, gru_forward,
-                         lstm_backward, lstm_forward)
+                         PackedWeight, elman_backward, elman_forward, gru_backward,
+                         gru_forward, lstm_backward, lstm_forward, pack_weight)
 
 from .layers import GRU, LSTM, RNN, LayerCache, LayerGrads
 from .steps import StepWeights, step_weights, step_weights_from
@@ -24,6 +24,7 @@ __all__ = [
     "elman_forward", "elman_backward", "ElmanCache", "ElmanGrads",
     "lstm_forward", "lstm_backward", "LSTMCache", "LSTMGrads",
     "gru_forward", "gru_backward", "GRUCache", "GRUGrads",
+    "pack_weight", "PackedWeight",
     "RNN", "LSTM", "GRU", "LayerCache", "LayerGrads",
     "step_weights", "step_weights_from", "StepWeights",
     "__version__",

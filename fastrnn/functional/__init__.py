@@ -16,9 +16,11 @@ One module per cell (``elman``, ``lstm``, ``gru``), on what they share (``_commo
 from .elman import ElmanCache, ElmanGrads, elman_backward, elman_forward
 from .gru import GRUCache, GRUGrads, gru_backward, gru_forward
 from .lstm import LSTMCache, LSTMGrads, lstm_backward, lstm_forward
+from .packed import PackedWeight, pack_weight
 
 __all__ = [
     "elman_forward", "elman_backward", "ElmanCache", "ElmanGrads",
     "lstm_forward", "lstm_backward", "LSTMCache", "LSTMGrads",
     "gru_forward", "gru_backward", "GRUCache", "GRUGrads",
+    "pack_weight", "PackedWeight",
 ]

@@ -13,6 +13,7 @@ from ..kernels import grads as _grads
 from ..kernels import linalg as _linalg
 from ..kernels import parallel as _parallel
 from ..kernels import tiles as _tiles
+from .packed import unpack
 
 
 @dataclass  # not frozen: a frozen dataclass's __init__ took 2 us, a tiny forward's kernels 10
@@ -31,6 +32,7 @@ class _Inputs:
     w_hr: np.ndarray = None  # (P, H), LSTM with projections only
     lengths: np.ndarray = None  # (B,) int64 in 1..T; all T when no lengths were given
     ragged: bool = False  # some sequence is shorter than T
+    packed: tuple = (None, None, None)  # tiles.pack_t of w_ih, w_hh, w_hr if prepacked
 
     @property
     def shape(self):
@@ -44,8 +46,9 @@ def _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates, c0=None, w_hr=None, 
     """Check and convert a cell's forward arguments (G = ``gates``; ``lstm``: also c0 and
     the optional projection w_hr; ``lengths``: one per sequence, or None)."""
     x = v.to_array(fn, "x", x)
-    w_ih = v.to_array(fn, "w_ih", w_ih)
-    w_hh = v.to_array(fn, "w_hh", w_hh)
+    w_ih, p_ih = unpack(fn, "w_ih", w_ih)  # p_*: packed by pack_weight, or None
+    w_hh, p_hh = unpack(fn, "w_hh", w_hh)
+    p_hr = None
     v.check_ndim(fn, "x", x, "(T, B, I)")
     T, B, I = x.shape
     v.check_positive_size(fn, "input size I", I, f"x.shape = {x.shape}")
@@ -60,7 +63,7 @@ def _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates, c0=None, w_hr=None, 
     v.check_shape(fn, "w_ih", w_ih, f"({g}, I)", (GH, I))
     P, p = H, "H"
     if w_hr is not None:
-        w_hr = v.to_array(fn, "w_hr", w_hr)
+        w_hr, p_hr = unpack(fn, "w_hr", w_hr)
         v.check_ndim(fn, "w_hr", w_hr, "(P, H)")
         P, p = w_hr.shape[0], "P"
         v.check_positive_size(fn, "projection size P", P, f"w_hr.shape = {w_hr.shape}")
@@ -96,8 +99,12 @@ def _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates, c0=None, w_hr=None, 
         # left there can reach a gradient (0 * inf)
         x = x.copy()
         x[np.arange(T)[:, None] >= lengths[None, :]] = 0
-    return _Inputs(dtype, gates, x, h0, conv(w_ih), conv(w_hh), conv(b_ih), conv(b_hh),
-                   c0, conv(w_hr), lengths, ragged)
+    weights = [conv(w_ih), conv(w_hh), conv(w_hr)]
+    # a packed weight serves if it needed no conversion (its dtype is the working one)
+    packed = tuple(p if p is not None and k is w else None
+                   for p, k, w in zip((p_ih, p_hh, p_hr), weights, (w_ih, w_hh, w_hr)))
+    return _Inputs(dtype, gates, x, h0, weights[0], weights[1], conv(b_ih), conv(b_hh),
+                   c0, weights[2], lengths, ragged, packed)
 
 
 #: Largest scratch buffer (bytes) kept for reuse by the next call on the same thread.
@@ -238,9 +245,11 @@ def _sum_ages(dout):
 
 
 def _packed_weights(inp):
-    # W_ih and W_hh packed for the tiles (tiles.pack_t), once per call: a forward runs
-    # as one projection and one recurrence per chunk of steps
-    return _tiles.pack_t(inp.w_ih), _tiles.pack_t(inp.w_hh)
+    # W_ih and W_hh packed for the tiles (tiles.pack_t), once per call (a forward runs
+    # as one projection and one recurrence per chunk of steps), or by pack_weight
+    p_ih, p_hh, _ = inp.packed
+    return (_tiles.pack_t(inp.w_ih) if p_ih is None else p_ih,
+            _tiles.pack_t(inp.w_hh) if p_hh is None else p_hh)
 
 
 def _project(gates, x, w_ih_p, serial):

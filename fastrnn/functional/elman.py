@@ -52,8 +52,9 @@ def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", 
         Inputs, time first.
     h0 : array_like, (B, H), or None
         Initial state; None means zeros.
-    w_ih : array_like, (H, I)
-    w_hh : array_like, (H, H)
+    w_ih : array_like or PackedWeight, (H, I)
+    w_hh : array_like or PackedWeight, (H, H)
+        A ``PackedWeight`` (``pack_weight``) skips packing the matrix on every call.
     b_ih, b_hh : array_like, (H,), or both None
         Biases (PyTorch keeps two; only their sum matters to the forward).
     nonlinearity : {"tanh", "relu", "sigmoid", "identity"}

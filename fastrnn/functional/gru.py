@@ -58,8 +58,9 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True, lengths=Non
     ----------
     x : array_like, (T, B, I)
     h0 : array_like, (B, H), or None (zeros)
-    w_ih : array_like, (3H, I)
-    w_hh : array_like, (3H, H)
+    w_ih : array_like or PackedWeight, (3H, I)
+    w_hh : array_like or PackedWeight, (3H, H)
+        A ``PackedWeight`` (``pack_weight``) skips packing the matrix on every call.
     b_ih, b_hh : array_like, (3H,), or both None
     cache : bool
     lengths : array_like of int, (B,), or None

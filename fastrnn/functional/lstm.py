@@ -58,9 +58,10 @@ _NO_PROJECTION_PACKED = {}  # dtype -> tiles.pack_t of a (0, 0) array (no elemen
 
 
 def _packed_projection(inp):
-    # tiles.pack_t(w_hr), or the packed "no projection" (one per dtype: a call saved)
+    # tiles.pack_t(w_hr) (or pack_weight's), or the packed "no projection" (one per
+    # dtype: a call saved)
     if inp.w_hr is not None:
-        return _tiles.pack_t(inp.w_hr)
+        return _tiles.pack_t(inp.w_hr) if inp.packed[2] is None else inp.packed[2]
     if inp.dtype not in _NO_PROJECTION_PACKED:
         _NO_PROJECTION_PACKED[inp.dtype] = _tiles.pack_t(np.zeros((0, 0), inp.dtype))
     return _NO_PROJECTION_PACKED[inp.dtype]
@@ -81,10 +82,11 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=T
         Initial hidden state (zeros if None); P = H, or the projection size.
     c0 : array_like, (B, H), or None
         Initial cell state (zeros if None).
-    w_ih : array_like, (4H, I)
-    w_hh : array_like, (4H, P)
+    w_ih : array_like or PackedWeight, (4H, I)
+    w_hh : array_like or PackedWeight, (4H, P)
+        A ``PackedWeight`` (``pack_weight``) skips packing the matrix on every call.
     b_ih, b_hh : array_like, (4H,), or both None
-    w_hr : array_like, (P, H), or None
+    w_hr : array_like or PackedWeight, (P, H), or None
         Projection (PyTorch's ``weight_hr_l0``).
     cache : bool
         Keep what backward needs (gates and cell states) and return it.
