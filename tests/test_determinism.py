@@ -81,6 +81,25 @@ def test_odd_batch_same_bits_whatever_rows_share_a_chunk(cell, truncate):
     assert one == two
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("B", [1, 3])
+def test_tiny_batches_same_bits_for_one_and_two_threads(cell, B):
+    # B < MR / 2: one chunk of B rows on one thread, B chunks of one row on two; every
+    # step's product sums in split parts (tiles.ROW_SPLITS) either way. H = 21: with
+    # AVX-512, Elman's 21 columns are one panel, the GRU's 63 two, the LSTM's 84 three
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = run(9, B, 5, 21, "float32", None, cell)
+        numba.set_num_threads(2)
+        two = run(9, B, 5, 21, "float32", None, cell)
+    finally:
+        numba.set_num_threads(saved)
+    assert one == two
+
+
 def test_blas_thread_setting_does_not_matter():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     with threadpoolctl.threadpool_limits(1):

@@ -20,8 +20,8 @@ def _matmul(c, a, mp, accumulate, ci=0, ai=0):
 
 
 @njit
-def _matmul_in_njit(c, ci, a, ai, R, mp, accumulate):
-    tiles.matmul(c, ci, a, ai, R, mp, accumulate)
+def _matmul_in_njit(c, ci, a, ai, R, mp, accumulate, split=False):
+    tiles.matmul(c, ci, a, ai, R, mp, accumulate, split)
 
 
 MR, KC, MC = tiles.MR, tiles.KC, tiles.MC
@@ -49,18 +49,39 @@ def _operands(R, K, N, dtype, seed=0):
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("accumulate", [False, True])
-def test_matmul_every_path_against_numpy(shape, accumulate, dtype):
+@pytest.mark.parametrize("split", [False, True], ids=["k_order", "split"])
+def test_matmul_every_path_against_numpy(shape, accumulate, split, dtype):
     # rows 1..R of a (R + 3)-row c from rows 2..R+1 of an (R + 4)-row a
     R, K, N = shape
     a, m = _operands(R + 4, K, N, dtype)
     big = np.random.default_rng(1).standard_normal((R + 3, N)).astype(dtype)
     before = big.copy()
-    _matmul_in_njit(big, 1, a, 2, R, tiles.pack(m), accumulate)
+    _matmul_in_njit(big, 1, a, 2, R, tiles.pack(m), accumulate, split)
     want = (before[1:R + 1].astype(np.float64) if accumulate else 0) + a[2:R + 2] @ m
     assert_close(big[1:R + 1], want.astype(dtype) if dtype == np.float32 else want, dtype,
                  scale=10)
     # nothing written outside the rows
     assert np.array_equal(big[[0, R + 1, R + 2]], before[[0, R + 1, R + 2]])
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_split_sums_only_small_products(shape, dtype):
+    # split=True regroups the sums of products of fewer than MR / 2 rows with K <= KC
+    # (the one-row kernels of 1-3 panels: ROW_SPLITS); any other product is summed in k
+    # order as without it, bit for bit
+    R, K, N = shape
+    a, m = _operands(R, K, N, dtype, seed=5)
+    mp = tiles.pack(m)
+    c, s = np.empty((R, N), dtype), np.empty((R, N), dtype)
+    _matmul_in_njit(c, 0, a, 0, R, mp, False, False)
+    _matmul_in_njit(s, 0, a, 0, R, mp, False, True)
+    full = N // (tiles.ROW_PANELS * NR32) * tiles.ROW_PANELS * NR32  # 4-panel passes
+    if R >= MR // 2 or K > KC:
+        assert np.array_equal(s, c)
+    else:
+        assert np.array_equal(s[:, :full], c[:, :full])
+        if K >= 2 and N > full and tiles.ROW_SPLITS[min(3, -(-(N - full) // NR32))] > 1:
+            assert not np.array_equal(s[:, full:], c[:, full:])  # regrouped: other roundings
 
 
 @pytest.mark.parametrize("shape", [(5, 7), (1, 1), (2 * NR32 + 3, 40), (NR32, 3),

@@ -130,6 +130,26 @@ class Emit:
             p = self.fma(p, x, self.c(k))
         return p
 
+    def estrin(self, x, coefficients):
+        """The polynomial of ``poly`` by Estrin's scheme: pairs of terms first
+        (a + b x), then pairs of those with x^2, with x^4, ...: the dependent chain is
+        log2(degree) fused multiply-adds instead of degree (the latency of a
+        recurrence's step; the throughput is the same but for the squares)."""
+        terms = [self.c(k) for k in reversed(coefficients)]  # lowest degree first
+        power = x
+        while len(terms) > 1:
+            terms = [self.fma(terms[j + 1], power, terms[j]) if j + 1 < len(terms)
+                     else terms[j] for j in range(0, len(terms), 2)]
+            if len(terms) > 1:
+                power = self.mul(power, power)
+        return terms[0]
+
+    def clamp(self, x, lo, hi):
+        """``x`` limited to [lo, hi]; NaN stays NaN (ordered compares are false). Both
+        compares read ``x``, so they run side by side."""
+        above, below = self.cmp(">", x, self.c(hi)), self.cmp("<", x, self.c(lo))
+        return self.select(below, self.c(lo), self.select(above, self.c(hi), x))
+
     def pow2(self, n):
         """2**n for an integer vector n in [2 emin - 2, 2 emax + 1], as two normal
         factors: results below the normal range flush to zero, above it overflow to inf
@@ -149,8 +169,7 @@ def _exp_parts(e, x):
     # inside the int range; the two-factor scaling 2**n = s1 * s then overflows to inf /
     # underflows to 0 by itself. NaN passes both compares (ordered: false).
     hi, lo = (710.0, -746.0) if e.f64 else (89.0, -104.0)
-    x = e.select(e.cmp(">", x, e.c(hi)), e.c(hi), x)
-    x = e.select(e.cmp("<", x, e.c(lo)), e.c(lo), x)
+    x = e.clamp(x, lo, hi)
     # round(x log2(e)) without a float->int cast: t = x log2(e) + 1.5 * 2**mantissa bits
     rnd, rnd_bits = ((6755399441055744.0, 0x4338000000000000) if e.f64
                      else (12582912.0, 0x4B400000))
@@ -170,7 +189,7 @@ def _exp_parts(e, x):
     else:
         r = e.fma(fn, e.c(-0.693359375), x)
         r = e.fma(fn, e.c(2.12194440e-4), r)
-        p = e.poly(r, [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+        p = e.estrin(r, [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
                        1.6666665459e-1, 5.0000001201e-1])
         v = e.add(e.fma(p, e.mul(r, r), r), e.c(1.0))  # 1 + r + p r^2
     s1, s2 = e.pow2(n)
@@ -200,10 +219,9 @@ def tanh_ir(e, x):
     # float32: odd rational approximation on [-7.9, 7.9] (the form Eigen uses); above 9
     # the correctly rounded result is +-1, below 4e-4 it is x
     clamp = 7.90531110763549805
-    v = e.select(e.cmp(">", x, e.c(clamp)), e.c(clamp), x)
-    v = e.select(e.cmp("<", v, e.c(-clamp)), e.c(-clamp), v)
+    v = e.clamp(x, -clamp, clamp)
     x2 = e.mul(v, v)
-    p = e.poly(x2, [-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
+    p = e.estrin(x2, [-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
                     5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
                     4.89352455891786e-03])
     q = e.poly(x2, [1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,

@@ -56,6 +56,14 @@ NV = 2
 #: with H = 32 has 3: three one-panel passes, 2 accumulators each, took 2.5x as long).
 ROW_PANELS = 4
 
+#: Sets of accumulators of the split one-row kernels of 1, 2, 3 panels (k % splits
+#: picks the set), for ``matmul(..., split=True)``: the per-step product of a recurrence
+#: over a batch of a row or two (simulations) is a chain of K dependent fused
+#: multiply-adds per accumulator, latency-bound with fewer than 8 chains (4 cycles each,
+#: 2 per cycle). Each set sums its k in order, then the sets are added in order.
+#: With 16 vector registers (AVX2), 3 panels keep one set (12 accumulators would spill).
+ROW_SPLITS = {1: 4, 2: 2, 3: 2 if VECTOR_BYTES == 64 else 1}
+
 #: Inner-dimension block: a panel's block of KC x NR entries stays in L1 while all row
 #: tiles of the rows pass over it.
 KC = 256
@@ -75,8 +83,9 @@ PREFETCH_K = 8
 L2_GROUP = 1 << 19
 
 
-def _make_tile(mr, panels):
-    """Micro-kernel for ``mr`` rows x ``panels`` panels (NV vectors each)."""
+def _make_tile(mr, panels, splits=1):
+    """Micro-kernel for ``mr`` rows x ``panels`` panels (NV vectors each); ``splits`` > 1
+    (one-row kernels): k % splits picks one of ``splits`` sets of accumulators."""
 
     @intrinsic
     def tile(typingctx, c, c_off, ldc, a, a_off, lda, mp, m_off, pstride, K, rows, cols,
@@ -113,11 +122,15 @@ def _make_tile(mr, panels):
             fma = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(vt, [vt, vt, vt]),
                 f"llvm.fmuladd.v{W}{'f32' if size == 4 else 'f64'}")
-            # accumulators as allocas: LLVM promotes them to registers
-            acc = [[cgutils.alloca_once(builder, vt) for _ in range(nvec)] for _ in range(mr)]
-            for row in acc:
-                for v in row:
-                    builder.store(ir.Constant(vt, None), v)
+            # accumulators as allocas: LLVM promotes them to registers; sets[s] sums the
+            # k with k % splits == s, sets[0] from c's value (acc)
+            sets = [[[cgutils.alloca_once(builder, vt) for _ in range(nvec)] for _ in range(mr)]
+                    for _ in range(splits)]
+            acc = sets[0]
+            for part in sets:
+                for row in part:
+                    for v in row:
+                        builder.store(ir.Constant(vt, None), v)
             last = builder.sub(rows, const(1))
             a_rows, c_rows, live = [], [], []
             for i in range(mr):
@@ -170,8 +183,9 @@ def _make_tile(mr, panels):
             prefetch = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
                 "llvm.prefetch.p0i8")
-            with cgutils.for_range(builder, K) as loop:
-                k = loop.index
+
+            def step(k, acc):
+                # one k: acc[i][v] += a[i, k] * panel vector v at k
                 koff = builder.mul(k, const(NR))
                 if mr > 1:  # (a prefetch past the end of the panels is harmless: no fault)
                     for q in range(panels):
@@ -194,6 +208,25 @@ def _make_tile(mr, panels):
                     for v in range(nvec):
                         builder.store(builder.call(fma, [s, mv[v], builder.load(acc[i][v])]),
                                       acc[i][v])
+
+            if splits == 1:
+                with cgutils.for_range(builder, K) as loop:
+                    step(loop.index, acc)
+            else:
+                whole_k = builder.mul(builder.sdiv(K, const(splits)), const(splits))
+                with cgutils.for_range(builder, builder.sdiv(K, const(splits))) as loop:
+                    for q, part in enumerate(sets):
+                        step(builder.add(builder.mul(loop.index, const(splits)), const(q)), part)
+                for q, part in enumerate(sets):
+                    k = builder.add(whole_k, const(q))
+                    with builder.if_then(builder.icmp_signed("<", k, K)):
+                        step(k, part)
+                # the sets in a fixed order: (((c + s0) + s1) + s2) + ...
+                for part in sets[1:]:
+                    for i in range(mr):
+                        for v in range(nvec):
+                            builder.store(builder.fadd(builder.load(acc[i][v]),
+                                                       builder.load(part[i][v])), acc[i][v])
 
             with builder.if_else(full) as (whole, partial):
                 with whole:
@@ -220,6 +253,9 @@ _row_tile = _make_tile(1, ROW_PANELS)
 _row_3 = _make_tile(1, 3)
 _row_2 = _make_tile(1, 2)
 _row_1 = _make_tile(1, 1)
+_row_3s = _make_tile(1, 3, ROW_SPLITS[3])
+_row_2s = _make_tile(1, 2, ROW_SPLITS[2])
+_row_1s = _make_tile(1, 1, ROW_SPLITS[1])
 
 
 @jit
@@ -367,9 +403,10 @@ def _data(typingctx, a):
 
 
 @jit
-def _row(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, P, NR, K, N, accumulate):
+def _row(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, P, NR, K, N, accumulate, split):
     # one row: c[c_off + j] (+)= sum_k a[a_off + k] * (column j of the P packed panels
-    # from offset m_off), for j < N, k < K: ROW_PANELS panels per pass, then the rest in one
+    # from offset m_off), for j < N, k < K: ROW_PANELS panels per pass, then the rest in
+    # one (split: by the ROW_SPLITS kernels)
     p = 0
     while p + ROW_PANELS <= P:
         _row_tile(c, c_off + p * NR, ldc, a, a_off, lda, m, m_off + p * pstride, pstride, K,
@@ -378,7 +415,14 @@ def _row(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, P, NR, K, N, accumulat
     c_off += p * NR
     m_off += p * pstride
     cols = N - p * NR
-    if P - p == 3:
+    if split:
+        if P - p == 3:
+            _row_3s(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, K, 1, cols, accumulate)
+        elif P - p == 2:
+            _row_2s(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, K, 1, cols, accumulate)
+        elif P - p == 1:
+            _row_1s(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, K, 1, cols, accumulate)
+    elif P - p == 3:
         _row_3(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, K, 1, cols, accumulate)
     elif P - p == 2:
         _row_2(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, K, 1, cols, accumulate)
@@ -396,19 +440,19 @@ def _row(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, P, NR, K, N, accumulat
 _MATMUL_SIGNATURES = {dt: types.void(types.CPointer(dt), types.intp, types.intp,
                                      types.CPointer(dt), types.intp, types.intp,
                                      types.CPointer(dt), types.intp, types.intp, types.intp,
-                                     types.intp, types.boolean)
+                                     types.intp, types.boolean, types.boolean)
                       for dt in (types.float32, types.float64)}
 
 #: Version of ``_matmul``'s signature, in the symbol callers' code resolves: bump it when
 #: the signature changes.
-_MATMUL_ABI = 1
+_MATMUL_ABI = 2
 
 
 def _symbol(dtype):
     return f"fastrnn_tiles_matmul_{dtype}_v{_MATMUL_ABI}"
 
 
-def _matmul(c, ci, N, a, ai, K, m, P, KP, NR, R, accumulate):
+def _matmul(c, ci, N, a, ai, K, m, P, KP, NR, R, accumulate, split):
     # matmul on pointers: c (.., N) and a (.., K) row-major, m packed (P, KP, NR), KP = K
     if R <= 0 or N == 0:
         return
@@ -427,7 +471,7 @@ def _matmul(c, ci, N, a, ai, K, m, P, KP, NR, R, accumulate):
         # without them: for one row of a tiny recurrence they cost as much as the product
         for i in range(R):
             _row(c, c0 + i * ldc, ldc, a, a0 + i * lda, lda, m, 0, pstride, P, NR, K, N,
-                 accumulate)
+                 accumulate, split)
         return
     for r0 in range(0, R, MC):
         r1 = min(R, r0 + MC)
@@ -456,20 +500,26 @@ def _matmul(c, ci, N, a, ai, K, m, P, KP, NR, R, accumulate):
                               min(NR, N - p * NR), acc)
             for i in range(rt, r1):
                 _row(c, c0 + i * ldc, ldc, a, a0 + i * lda + k0, lda, m, k0 * NR, pstride, P,
-                     NR, kc, N, acc)
+                     NR, kc, N, acc, False)
 
 
 _matmul_call = compiled_once(_symbol("{}"), _MATMUL_SIGNATURES)(_matmul)
 
 
 @jit_inline
-def matmul(c, ci, a, ai, R, mp, accumulate):
+def matmul(c, ci, a, ai, R, mp, accumulate, split=False):
     """``c[ci:ci+R] = a[ai:ai+R] @ m``, or ``+=`` with ``accumulate``, for ``mp = pack(m)``.
 
     c (M, N), a (M', K): C-contiguous; mp (P, K, NR) from ``pack`` of an m with N
     columns; rows ci..ci+R-1 of c must not overlap rows ai..ai+R-1 of a, or mp. The
     caller keeps the rows in bounds (nothing is checked here). Inlined into the caller
     (Numba IR), so that no array crosses a call.
+
+    ``split``: with fewer than MR / 2 rows and K <= KC, sum each entry in ROW_SPLITS
+    interleaved parts of k (latency), not in k order: a recurrence whose whole batch is
+    that small passes it for every step's product, so that a row's sums do not depend
+    on how the batch is split across threads. (Otherwise every entry is summed in k
+    order wherever it is computed, so the same row gives the same bits in any product.)
     """
     _matmul_call(_data(c), ci, c.shape[1], _data(a), ai, a.shape[1], _data(mp), mp.shape[0],
-                 mp.shape[1], mp.shape[2], R, accumulate)
+                 mp.shape[1], mp.shape[2], R, accumulate, split)
