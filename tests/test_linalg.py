@@ -9,6 +9,7 @@ import pytest
 from numba import njit
 
 from fastrnn.kernels import grads, parallel, tiles
+from fastrnn.kernels.tiles import _data
 
 from .cells import CELLS
 from .conftest import assert_close
@@ -276,3 +277,30 @@ def test_weight_gradients_call_their_column_kernel_by_its_symbol(dtype):
     defined = [line for line in ir.splitlines() if line.startswith("define")]
     assert defined and not [line for line in defined if "_grad_columns" in line
                             or "_transpose_into" in line or "_pack_columns" in line]
+
+
+@njit
+def _vecmat(c, a, m, accumulate):
+    # rows 1 of c and a (2, N) and (2, K): offsets into the data pointers
+    tiles.vecmat(_data(c), c.shape[1], _data(a), a.shape[1], m, accumulate)
+
+
+@pytest.mark.parametrize("K, N", [(1, 1), (7, 128), (32, 96), (5, 33), (3, 16), (9, 200),
+                                  (2, 8 * NR32 + 17)], ids=str)
+@pytest.mark.parametrize("layout", ["contiguous", "row_strided", "element_strided"])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_vecmat_against_numpy(K, N, layout, accumulate, dtype):
+    # the one-step kernels' product with unpacked weights: whole vectors of columns
+    # (8, 4, 2, 1 at a time), the rest one by one; strided rows of m are read in place,
+    # an m with gaps between elements goes through the plain loop
+    rng = np.random.default_rng(4)
+    big = rng.standard_normal((K, 2 * N + 3)).astype(dtype)
+    m = {"contiguous": np.ascontiguousarray(big[:, :N]), "row_strided": big[:, 3:N + 3],
+         "element_strided": big[:, : 2 * N : 2]}[layout]
+    a = rng.standard_normal((2, K)).astype(dtype)
+    c0 = rng.standard_normal((2, N)).astype(dtype)
+    c = c0.copy() if accumulate else np.full((2, N), np.nan, dtype)
+    _vecmat(c, a, m, accumulate)
+    want = (c0[1].astype(np.float64) if accumulate else 0) + a[1].astype(np.float64) @ m
+    assert_close(c[1], want.astype(dtype), dtype, scale=10)
+    assert np.array_equal(c[0], c0[0]) or not accumulate and np.isnan(c[0]).all()

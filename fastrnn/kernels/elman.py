@@ -30,9 +30,9 @@ from .._config import jit, jit_calls_parallel, jit_parallel
 from .activations import activate, activation_backward
 from .grads import linear_grads
 from .linalg import (add_into, copy_into, copy_rows, outer_acc, zero_p,
-                     sum_windows, vecmat_acc, vecmat_t, window_entries, zero)
+                     sum_windows, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
-from .tiles import MR, _data, matmul, pack, pack_t
+from .tiles import MR, _data, _row_stride, matmul, pack, pack_t, vecmat
 
 # --------------------------------------------------------------------------------------
 # forward
@@ -303,8 +303,10 @@ def elman_backward(dx, dh0, dw_ih, dw_hh, db, dout, dh_n, x, h0, w_ih, w_hh, out
 
 # --------------------------------------------------------------------------------------
 # one step, for a user's own @njit loop (simulations). Weights are transposed
-# (``fastrnn.step_weights``): rows of W^T are contiguous, so a step is a few vectorised
-# axpy passes. No allocation; h_out must not alias h.
+# (``fastrnn.step_weights``): rows of W^T are contiguous, so a step's products are
+# ``tiles.vecmat`` (vectors of columns in registers). The arrays' rows must have unit
+# stride (a row-strided slice of a larger buffer is fine). No allocation; h_out must not
+# alias h.
 
 
 @jit
@@ -314,13 +316,14 @@ def elman_step(h_out, x, h, w_ih_t, w_hh_t, b, act):
     h_out (B, H) written; x (B, I); h (B, H); w_ih_t (I, H) = W_ih^T; w_hh_t (H, H) =
     W_hh^T; b (H,) = b_ih + b_hh; act: TANH, RELU, SIGMOID or IDENTITY.
     """
+    H = h_out.shape[1]
+    po, px, ph = _data(h_out), _data(x), _data(h)
     for r in range(x.shape[0]):
-        a = h_out[r]
-        zero(a)
-        vecmat_acc(a, x[r], w_ih_t)
-        vecmat_acc(a, h[r], w_hh_t)
-        activate(_data(h_out), r * h_out.shape[1], _data(b), h_out.shape[1], act)  # the
-        # sums in the order of the sequence kernels
+        o = r * _row_stride(h_out)  # rows by offset: no views (see _forward_chunk)
+        zero_p(po, o, H)
+        vecmat(po, o, px, r * _row_stride(x), w_ih_t, True)
+        vecmat(po, o, ph, r * _row_stride(h), w_hh_t, True)
+        activate(po, o, _data(b), H, act)  # the bias last, as in the sequence kernels
 
 
 @jit

@@ -21,9 +21,9 @@ from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
 from .activations import rowmap, sigmoid_ir, tanh_ir
 from .grads import linear_grads
 from .linalg import (add_into, copy_into, copy_p, copy_rows, outer_acc, zero_p,
-                     sum_windows, vecmat_acc, vecmat_t, window_entries, zero)
+                     sum_windows, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
-from .tiles import MR, _data, matmul, pack, pack_t
+from .tiles import MR, _data, _row_stride, matmul, pack, pack_t, vecmat
 
 # --------------------------------------------------------------------------------------
 # forward
@@ -323,16 +323,20 @@ def gru_step(h_out, gates, x, h, w_ih_t, w_hh_t, b_ih, b_hh):
     w_hh_t (H, 3H) = W_hh^T; b_ih, b_hh (3H,).
     """
     H = h.shape[1]
-    z = gates.dtype.type(0.0)
+    G = 3 * H
+    pg, px, ph, po = _data(gates), _data(x), _data(h), _data(h_out)
+    pbi, pbh = _data(b_ih), _data(b_hh)
     for r in range(x.shape[0]):
-        gi = gates[r, : 3 * H]
-        gh = gates[r, 3 * H :]
-        for j in range(3 * H):
-            gi[j] = z
-        vecmat_acc(gi, x[r], w_ih_t)  # b_ih is added by _cell_forward
-        copy_into(gh, b_hh)
-        vecmat_acc(gh, h[r], w_hh_t)
-        _cell_forward(h_out[r], gh[2 * H :], gi, gh, h[r], b_ih, H)
+        gi = r * _row_stride(gates)  # rows by offset: no views (see _forward_chunk)
+        gh = gi + G
+        hr = r * _row_stride(h)
+        zero_p(pg, gi, G)
+        vecmat(pg, gi, px, r * _row_stride(x), w_ih_t, True)  # b_ih is added by the cell
+        copy_p(pg, gh, pbh, 0, G)
+        vecmat(pg, gh, ph, hr, w_hh_t, True)
+        _cell_forward_rows((pg, pg, pg, pbi, pbi, pbi, pg, pg, pg, ph, po, pg),
+                           (gi, gi + H, gi + 2 * H, 0, H, 2 * H, gh, gh + H, gh + 2 * H, hr,
+                            r * _row_stride(h_out), gh + 2 * H), H)
 
 
 @jit

@@ -1,6 +1,6 @@
 """Small vector and matrix helpers shared by the cell kernels (the per-step product
-of a recurrence is ``tiles.matmul``; ``vecmat_acc``/``vecmat_t`` serve the one-step
-kernels, which take unpacked weights).
+of a recurrence is ``tiles.matmul``; the one-step kernels, which take unpacked weights,
+use ``tiles.vecmat`` and ``vecmat_t``).
 
 Dimension key: R = rows, K = inner size, N = output size.
 
@@ -12,31 +12,6 @@ which costs seconds of compile time per call site.
 import numpy as np
 
 from .._config import jit, jit_inline
-
-
-@jit
-def vecmat_acc(acc, v, m):
-    """``acc += v @ m``: acc (N,), v (K,), m (K, N) C-contiguous.
-
-    axpy form: rows of m are contiguous, so the j loop vectorises without
-    reassociation; four rows per pass cut the loads and stores of ``acc`` by four.
-    Indexing ``m[k, j]`` (not row views, whose reference counting costs more than the
-    arithmetic at these sizes). The summation order is fixed.
-    """
-    K = v.shape[0]
-    N = acc.shape[0]
-    for q in range(K // 4):
-        k = 4 * q
-        s0 = v[k]
-        s1 = v[k + 1]
-        s2 = v[k + 2]
-        s3 = v[k + 3]
-        for j in range(N):
-            acc[j] += s0 * m[k, j] + s1 * m[k + 1, j] + s2 * m[k + 2, j] + s3 * m[k + 3, j]
-    for k in range(4 * (K // 4), K):
-        s = v[k]
-        for j in range(N):
-            acc[j] += s * m[k, j]
 
 
 @jit

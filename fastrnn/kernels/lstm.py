@@ -24,9 +24,9 @@ from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
 from .activations import rowmap, sigmoid_ir, sigmoid_row, tanh, tanh_ir, tanh_row
 from .grads import linear_grads
 from .linalg import (add_into, copy_into, copy_p, copy_rows, outer_acc, zero_p,
-                     sum_windows, vecmat_acc, vecmat_t, window_entries, zero)
+                     sum_windows, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
-from .tiles import MR, _data, matmul, pack, pack_t
+from .tiles import MR, _data, _row_stride, matmul, pack, pack_t, vecmat
 
 # --------------------------------------------------------------------------------------
 # forward
@@ -396,27 +396,37 @@ def lstm_step(h_out, c_out, gates, x, h, c, w_ih_t, w_hh_t, b, w_hr_t):
     w_hr_t (H, P) = W_hr^T, or a (0, 0) array without projections (then P = H).
     """
     H = c.shape[1]
+    G = 4 * H
     proj = w_hr_t.shape[0] > 0
+    pa, px, ph, pc, pco, pho, pb = (_data(gates), _data(x), _data(h), _data(c), _data(c_out),
+                                    _data(h_out), _data(b))
     for r in range(x.shape[0]):
-        a = gates[r]
-        copy_into(a, b)
-        vecmat_acc(a, x[r], w_ih_t)
-        vecmat_acc(a, h[r], w_hh_t)
-        _gate_activations(a, H)
-        cr = c[r]
-        co = c_out[r]
-        ho = h_out[r]
+        a = r * _row_stride(gates)  # rows by offset: no views (see _forward_chunk)
+        co = r * _row_stride(c_out)
         if proj:
-            zero(ho)
+            copy_p(pa, a, pb, 0, G)
+        else:
+            zero_p(pa, a, G)  # b is added by the cell, as in the sequence kernels
+        vecmat(pa, a, px, r * _row_stride(x), w_ih_t, True)
+        vecmat(pa, a, ph, r * _row_stride(h), w_hh_t, True)
+        copy_p(pco, co, pc, r * _row_stride(c), H)
+        if not proj:  # the sequence kernels' cell: one pass of full-width vectors
+            _cell_forward_rows((pa, pa, pa, pa, pb, pb, pb, pb, pco, pho),
+                               (a, a + H, a + 2 * H, a + 3 * H, 0, H, 2 * H, 3 * H, co,
+                                r * _row_stride(h_out)), H)
+            continue
+        # with projections m_t = o tanh(c_t) has no row of its own (no allocation here)
+        ga = gates[r]
+        _gate_activations(ga, H)
+        cr = c_out[r]
+        ho = h_out[r]
+        zero(ho)
         for j in range(H):
-            cj = a[H + j] * cr[j] + a[j] * a[2 * H + j]  # c = f c_prev + i g
-            co[j] = cj
-            mj = a[3 * H + j] * tanh(cj)  # m = o tanh(c)
-            if proj:
-                for q in range(ho.shape[0]):  # h = W_hr m
-                    ho[q] += mj * w_hr_t[j, q]
-            else:
-                ho[j] = mj
+            cj = ga[H + j] * cr[j] + ga[j] * ga[2 * H + j]  # c = f c_prev + i g
+            cr[j] = cj
+            mj = ga[3 * H + j] * tanh(cj)  # m = o tanh(c)
+            for q in range(ho.shape[0]):  # h = W_hr m
+                ho[q] += mj * w_hr_t[j, q]
 
 
 @jit
