@@ -3,6 +3,7 @@ temporaries kept per thread, chunks of steps, the whole-sequence products around
 recurrence, and the checks that a cache is still valid."""
 
 import dataclasses
+import math
 import threading
 from dataclasses import dataclass
 
@@ -124,7 +125,7 @@ def _scratch(name, shape, dtype):
     are allocated per call (the first touch is then a small part of the work) and not
     kept, so a thread keeps at most SCRATCH_MAX_BYTES per name.
     """
-    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    n = math.prod(shape) * np.dtype(dtype).itemsize  # (np.prod of a tuple: 2 us)
     if n > SCRATCH_MAX_BYTES:
         return np.empty(shape, dtype)
     buffers = _scratch_buffers.__dict__

@@ -50,17 +50,6 @@ def _emit_cell_forward(e, xs):
 _cell_forward_rows = rowmap(_emit_cell_forward)
 
 
-@jit_inline
-def _cell_forward(h, ghn, a, gh, h_prev, b_ih, H):
-    # one row, one pass of full-width vectors: a (3H) W_ih x_t -> r, z, n in place;
-    # gh (3H) = W_hh h_{t-1} + b_hh; h (H) written; ghn (H) gets gh_n (may be gh_n itself)
-    pa = _data(a)
-    pb = _data(b_ih)
-    pg = _data(gh)
-    _cell_forward_rows((pa, pa, pa, pb, pb, pb, pg, pg, pg, _data(h_prev), _data(h), _data(ghn)),
-                       (0, H, 2 * H, 0, H, 2 * H, 0, H, 2 * H, 0, 0, 0), H)
-
-
 @jit
 def _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, lengths, r0, r1):
     T, B, H = out.shape
