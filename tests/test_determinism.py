@@ -44,20 +44,26 @@ exec(SCRIPT, namespace)
 run = namespace["run"]
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("truncate", [None, 5])
-def test_same_bits_for_one_and_two_numba_threads(cell, dtype, truncate):
+def _one_and_two_threads(*args):
+    """``run(*args)`` with 1 and then 2 Numba threads (skips with fewer than 2)."""
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs 2 Numba threads")
     saved = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        one = run(*SHAPE, dtype, truncate, cell)
+        one = run(*args)
         numba.set_num_threads(2)
-        two = run(*SHAPE, dtype, truncate, cell)
+        two = run(*args)
     finally:
         numba.set_num_threads(saved)
+    return one, two
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("truncate", [None, 5])
+def test_same_bits_for_one_and_two_numba_threads(cell, dtype, truncate):
+    one, two = _one_and_two_threads(*SHAPE, dtype, truncate, cell)
     assert one == two
     assert run(*SHAPE, dtype, truncate, cell) == one  # and repeatable
 
@@ -68,16 +74,7 @@ def test_odd_batch_same_bits_whatever_rows_share_a_chunk(cell, truncate):
     # B = 19: one thread runs one 19-row chunk (two full register tiles and a 3-row
     # rest), two threads a 16-row and a 3-row chunk (the 3 rows one at a time): every
     # row's result must not depend on which rows it was computed with
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("needs 2 Numba threads")
-    saved = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = run(7, 19, 5, 33, "float32", truncate, cell)
-        numba.set_num_threads(2)
-        two = run(7, 19, 5, 33, "float32", truncate, cell)
-    finally:
-        numba.set_num_threads(saved)
+    one, two = _one_and_two_threads(7, 19, 5, 33, "float32", truncate, cell)
     assert one == two
 
 
@@ -87,16 +84,7 @@ def test_tiny_batches_same_bits_for_one_and_two_threads(cell, B):
     # B < MR / 2: one chunk of B rows on one thread, B chunks of one row on two; every
     # step's product sums in split parts (tiles.ROW_SPLITS) either way. H = 21: with
     # AVX-512, Elman's 21 columns are one panel, the GRU's 63 two, the LSTM's 84 three
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("needs 2 Numba threads")
-    saved = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = run(9, B, 5, 21, "float32", None, cell)
-        numba.set_num_threads(2)
-        two = run(9, B, 5, 21, "float32", None, cell)
-    finally:
-        numba.set_num_threads(saved)
+    one, two = _one_and_two_threads(9, B, 5, 21, "float32", None, cell)
     assert one == two
 
 
