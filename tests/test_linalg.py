@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastrnn.kernels import grads, parallel, tiles
+from fastrnn.kernels import grads, parallel, rowvec, tiles
 from fastrnn.kernels.tiles import _data
 
 from .cells import CELLS
@@ -282,7 +282,7 @@ def test_weight_gradients_call_their_column_kernel_by_its_symbol(dtype):
 @njit
 def _vecmat(c, a, m, accumulate):
     # rows 1 of c and a (2, N) and (2, K): offsets into the data pointers
-    tiles.vecmat(_data(c), c.shape[1], _data(a), a.shape[1], m, accumulate)
+    rowvec.vecmat(_data(c), c.shape[1], _data(a), a.shape[1], m, accumulate)
 
 
 @pytest.mark.parametrize("K, N", [(1, 1), (7, 128), (32, 96), (5, 33), (3, 16), (9, 200),

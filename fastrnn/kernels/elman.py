@@ -32,7 +32,8 @@ from .grads import linear_grads
 from .linalg import (add_into, copy_into, copy_rows, outer_acc, zero_p,
                      sum_windows, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
-from .tiles import MR, _data, _row_stride, matmul, pack, pack_t, vecmat
+from .tiles import MR, _data, matmul, pack, pack_t
+from .rowvec import _row_stride, vecmat
 
 # --------------------------------------------------------------------------------------
 # forward
@@ -304,7 +305,7 @@ def elman_backward(dx, dh0, dw_ih, dw_hh, db, dout, dh_n, x, h0, w_ih, w_hh, out
 # --------------------------------------------------------------------------------------
 # one step, for a user's own @njit loop (simulations). Weights are transposed
 # (``fastrnn.step_weights``): rows of W^T are contiguous, so a step's products are
-# ``tiles.vecmat`` (vectors of columns in registers). The arrays' rows must have unit
+# ``rowvec.vecmat`` (vectors of columns in registers). The arrays' rows must have unit
 # stride (a row-strided slice of a larger buffer is fine). No allocation; h_out must not
 # alias h.
 

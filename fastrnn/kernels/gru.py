@@ -23,7 +23,8 @@ from .grads import linear_grads
 from .linalg import (add_into, copy_into, copy_p, copy_rows, outer_acc, zero_p,
                      sum_windows, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
-from .tiles import MR, _data, _row_stride, matmul, pack, pack_t, vecmat
+from .tiles import MR, _data, matmul, pack, pack_t
+from .rowvec import _row_stride, vecmat
 
 # --------------------------------------------------------------------------------------
 # forward

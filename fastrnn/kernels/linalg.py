@@ -1,6 +1,6 @@
 """Small vector and matrix helpers shared by the cell kernels (the per-step product
 of a recurrence is ``tiles.matmul``; the one-step kernels, which take unpacked weights,
-use ``tiles.vecmat`` and ``vecmat_t``).
+use ``rowvec.vecmat`` and ``vecmat_t``).
 
 Dimension key: R = rows, K = inner size, N = output size.
 
