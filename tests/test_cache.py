@@ -160,3 +160,43 @@ def test_each_copy_of_fastrnn_keys_its_own_cache(tmp_path, monkeypatch):
     exec(compile(source.read_text(), str(source), "exec"), namespace)
     loc = impl._locator_classes[0].from_function(namespace["f"], str(source))
     assert loc is not None and loc.get_source_stamp()[1] == _config._sources_fingerprint()
+
+
+_COMPILED_ONCE = r"""
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+import fastrnn
+from fastrnn.kernels import grads, tiles
+
+def compiled():
+    return [sorted(str(args[0].dtype) for args in call.compiled.overloads)
+            for call in (tiles._matmul_call, grads._grad_columns_call)]
+
+print(compiled())
+x, w = np.ones((3, 1, 2), np.float32), np.ones((4, 2), np.float32)
+fastrnn.elman_forward(x, None, w, np.ones((4, 4), np.float32))
+print(compiled())
+"""
+
+
+@pytest.mark.slow
+def test_shared_products_compile_per_dtype_on_first_use(tmp_path):
+    """The functions compiled once and called by symbol (the product, the weight
+    gradients' columns) compile when a kernel for their dtype first needs them, not at
+    import; a later process loads what the disk cache holds at import."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(_COMPILED_ONCE)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    root = os.path.dirname(_config._PACKAGE)
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, str(script), root], capture_output=True,
+                              text=True, timeout=600, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(proc.stdout.split("\n")[:2])
+    cold, warm = runs
+    assert cold == ["[[], []]", "[['float32'], []]"]  # a float32 forward: its product only
+    assert warm == ["[['float32'], []]", "[['float32'], []]"]  # loaded at import

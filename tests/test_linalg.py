@@ -25,6 +25,11 @@ def _matmul_in_njit(c, ci, a, ai, R, mp, accumulate, split=False):
     tiles.matmul(c, ci, a, ai, R, mp, accumulate, split)
 
 
+@njit
+def _step_matmul_in_njit(c, ci, a, ai, R, mp, accumulate, split):
+    tiles.step_matmul(c, ci, a, ai, R, mp, accumulate, split)
+
+
 MR, KC, MC = tiles.MR, tiles.KC, tiles.MC
 NR32 = tiles.NV * tiles.VECTOR_BYTES // 4  # panel width in float32
 # panels per group of a block of MC / 2 or more rows with one whole k block
@@ -83,6 +88,22 @@ def test_split_sums_only_small_products(shape, dtype):
         assert np.array_equal(s[:, :full], c[:, :full])
         if K >= 2 and N > full and tiles.ROW_SPLITS[min(3, -(-(N - full) // NR32))] > 1:
             assert not np.array_equal(s[:, full:], c[:, full:])  # regrouped: other roundings
+
+
+@pytest.mark.parametrize("shape", SHAPES + [(1, KC, 4 * NR32 + 5), (1, KC + 1, 7)], ids=str)
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("split", [False, True], ids=["k_order", "split"])
+def test_step_matmul_is_matmul_bit_for_bit(shape, accumulate, split, dtype):
+    # the recurrences' per-step product (one row with split sums: inlined) gives matmul's
+    # bits: a batch of one row and a larger one split so that a chunk has one row agree
+    R, K, N = shape
+    a, m = _operands(R + 2, K, N, dtype, seed=3)
+    mp = tiles.pack(m)
+    c = np.random.default_rng(4).standard_normal((R + 2, N)).astype(dtype)
+    s = c.copy()
+    _matmul_in_njit(c, 1, a, 2, R, mp, accumulate, split)
+    _step_matmul_in_njit(s, 1, a, 2, R, mp, accumulate, split)
+    assert np.array_equal(s, c)
 
 
 @pytest.mark.parametrize("shape", [(5, 7), (1, 1), (2 * NR32 + 3, 40), (NR32, 3),

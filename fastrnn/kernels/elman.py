@@ -32,7 +32,7 @@ from .grads import linear_grads
 from .linalg import (add_into, copy_into, copy_rows, outer_acc, zero_p,
                      sum_windows, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
-from .tiles import MR, _data, matmul, pack, pack_t
+from .tiles import MR, _data, matmul, pack, pack_t, step_matmul
 from .rowvec import _row_stride, vecmat
 
 # --------------------------------------------------------------------------------------
@@ -60,9 +60,9 @@ def _forward_chunk(out, h_n, h0, w_hh_t, b, lengths, r0, r1, act):
     for t in range(T):
         # a_t = W_ih x_t + W_hh h_{t-1} ...
         if t == 0:
-            matmul(o2, r0, h0, r0, R, w_hh_t, True, split)
+            step_matmul(o2, r0, h0, r0, R, w_hh_t, True, split)
         else:
-            matmul(o2, t * B + r0, o2, (t - 1) * B + r0, R, w_hh_t, True, split)
+            step_matmul(o2, t * B + r0, o2, (t - 1) * B + r0, R, w_hh_t, True, split)
         for r in range(R):
             i = (t * B + r0 + r) * H
             if t >= lengths[r0 + r]:  # padding: no output, the state stays at its last step

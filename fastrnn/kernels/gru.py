@@ -23,7 +23,7 @@ from .grads import linear_grads
 from .linalg import (add_into, copy_into, copy_p, copy_rows, outer_acc, zero_p,
                      sum_windows, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
-from .tiles import MR, _data, matmul, pack, pack_t
+from .tiles import MR, _data, matmul, pack, pack_t, step_matmul
 from .rowvec import _row_stride, vecmat
 
 # --------------------------------------------------------------------------------------
@@ -69,9 +69,9 @@ def _forward_chunk(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, lengths, r0, r1
             copy_p(pgh, r * G, pbh, 0, G)
         # gh_t = W_hh h_{t-1} + b_hh
         if t == 0:
-            matmul(gh, 0, h0, r0, R, w_hh_t, True, split)
+            step_matmul(gh, 0, h0, r0, R, w_hh_t, True, split)
         else:
-            matmul(gh, 0, o2, (t - 1) * B + r0, R, w_hh_t, True, split)
+            step_matmul(gh, 0, o2, (t - 1) * B + r0, R, w_hh_t, True, split)
         for r in range(R):
             i = t * B + r0 + r  # row of out, gates and ghn
             if t >= lengths[r0 + r]:  # padding: output 0, the state stays

@@ -26,7 +26,7 @@ from .grads import linear_grads
 from .linalg import (add_into, copy_into, copy_p, copy_rows, outer_acc, zero_p,
                      sum_windows, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
-from .tiles import MR, _data, matmul, pack, pack_t
+from .tiles import MR, _data, matmul, pack, pack_t, step_matmul
 from .rowvec import _row_stride, vecmat
 
 # --------------------------------------------------------------------------------------
@@ -83,9 +83,9 @@ def _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths,
     for t in range(T):
         # a_t = W_ih x_t + W_hh h_{t-1} (+ b below)
         if t == 0:
-            matmul(g2, r0, h0, r0, R, w_hh_t, True, split)
+            step_matmul(g2, r0, h0, r0, R, w_hh_t, True, split)
         else:
-            matmul(g2, t * B + r0, o2, (t - 1) * B + r0, R, w_hh_t, True, split)
+            step_matmul(g2, t * B + r0, o2, (t - 1) * B + r0, R, w_hh_t, True, split)
         for r in range(R):
             i = t * B + r0 + r  # row of out, gates and cs
             pmr, moff = (pm, r * H) if proj else (po, i * P)
@@ -99,7 +99,7 @@ def _forward_chunk(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths,
             if keep:
                 copy_p(pcs, i * H, pc, r * H, H)
         if proj:
-            matmul(o2, t * B + r0, m, 0, R, w_hr_t, False, split)  # h_t = W_hr m_t
+            step_matmul(o2, t * B + r0, m, 0, R, w_hr_t, False, split)  # h_t = W_hr m_t
     for r in range(r0, r1):
         copy_into(h_n[r], out[lengths[r] - 1, r])
     copy_rows(c_n[r0:r1], c)

@@ -402,11 +402,33 @@ def _data(typingctx, a):
     return types.CPointer(a.dtype)(a), codegen
 
 
+@jit_inline
+def _row_split(c, c_off, a, a_off, m, pstride, P, NR, K, N, accumulate):
+    # one row of c (N columns) from one of a (K <= KC), split sums: c[c_off + j] (+)=
+    # sum_k a[a_off + k] * (column j of the P packed panels), for j < N: ROW_PANELS
+    # panels per pass (chains enough without splitting), then the last 1-3 panels in one
+    # pass of the ROW_SPLITS kernels
+    p = 0
+    while p + ROW_PANELS <= P:
+        _row_tile(c, c_off + p * NR, N, a, a_off, K, m, p * pstride, pstride, K, 1,
+                  min(ROW_PANELS * NR, N - p * NR), accumulate)
+        p += ROW_PANELS
+    c_off += p * NR
+    m_off = p * pstride
+    cols = N - p * NR
+    if P - p == 3:
+        _row_3s(c, c_off, N, a, a_off, K, m, m_off, pstride, K, 1, cols, accumulate)
+    elif P - p == 2:
+        _row_2s(c, c_off, N, a, a_off, K, m, m_off, pstride, K, 1, cols, accumulate)
+    elif P - p == 1:
+        _row_1s(c, c_off, N, a, a_off, K, m, m_off, pstride, K, 1, cols, accumulate)
+
+
 @jit
-def _row(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, P, NR, K, N, accumulate, split):
+def _row(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, P, NR, K, N, accumulate):
     # one row: c[c_off + j] (+)= sum_k a[a_off + k] * (column j of the P packed panels
-    # from offset m_off), for j < N, k < K: ROW_PANELS panels per pass, then the rest in
-    # one (split: by the ROW_SPLITS kernels)
+    # from offset m_off), for j < N, k < K, each entry summed in k order: ROW_PANELS
+    # panels per pass, then the rest in one
     p = 0
     while p + ROW_PANELS <= P:
         _row_tile(c, c_off + p * NR, ldc, a, a_off, lda, m, m_off + p * pstride, pstride, K,
@@ -415,14 +437,7 @@ def _row(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, P, NR, K, N, accumulat
     c_off += p * NR
     m_off += p * pstride
     cols = N - p * NR
-    if split:
-        if P - p == 3:
-            _row_3s(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, K, 1, cols, accumulate)
-        elif P - p == 2:
-            _row_2s(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, K, 1, cols, accumulate)
-        elif P - p == 1:
-            _row_1s(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, K, 1, cols, accumulate)
-    elif P - p == 3:
+    if P - p == 3:
         _row_3(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, K, 1, cols, accumulate)
     elif P - p == 2:
         _row_2(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, K, 1, cols, accumulate)
@@ -470,8 +485,12 @@ def _matmul(c, ci, N, a, ai, K, m, P, KP, NR, R, accumulate, split):
         # what the blocked loops below do for these shapes (row by row, one k block),
         # without them: for one row of a tiny recurrence they cost as much as the product
         for i in range(R):
-            _row(c, c0 + i * ldc, ldc, a, a0 + i * lda, lda, m, 0, pstride, P, NR, K, N,
-                 accumulate, split)
+            if split:
+                _row_split(c, c0 + i * ldc, a, a0 + i * lda, m, pstride, P, NR, K, N,
+                           accumulate)
+            else:
+                _row(c, c0 + i * ldc, ldc, a, a0 + i * lda, lda, m, 0, pstride, P, NR, K, N,
+                     accumulate)
         return
     for r0 in range(0, R, MC):
         r1 = min(R, r0 + MC)
@@ -500,7 +519,7 @@ def _matmul(c, ci, N, a, ai, K, m, P, KP, NR, R, accumulate, split):
                               min(NR, N - p * NR), acc)
             for i in range(rt, r1):
                 _row(c, c0 + i * ldc, ldc, a, a0 + i * lda + k0, lda, m, k0 * NR, pstride, P,
-                     NR, kc, N, acc, False)
+                     NR, kc, N, acc)
 
 
 _matmul_call = compiled_once(_symbol("{}"), _MATMUL_SIGNATURES)(_matmul)
@@ -523,3 +542,20 @@ def matmul(c, ci, a, ai, R, mp, accumulate, split=False):
     """
     _matmul_call(_data(c), ci, c.shape[1], _data(a), ai, a.shape[1], _data(mp), mp.shape[0],
                  mp.shape[1], mp.shape[2], R, accumulate, split)
+
+
+@jit_inline
+def step_matmul(c, ci, a, ai, R, mp, accumulate, split):
+    """``matmul(c, ci, a, ai, R, mp, accumulate, split)`` for the per-step product of a
+    recurrence: with ``split`` and one row (a batch of one), the row's kernels run
+    inlined in the caller, without the call into the compiled product (a fifth of a
+    step of a tiny recurrence: its branches, the spills around it). The same sums as
+    ``matmul``'s. (Inlined code is compiled again in every kernel that calls it: this
+    one is kept to the forward recurrences.)"""
+    P, K, NR = mp.shape
+    N = c.shape[1]
+    if split and R == 1 and 0 < K <= KC and N > 0:
+        _row_split(_data(c), ci * N, _data(a), ai * K, _data(mp), K * NR, P, NR, K, N,
+                   accumulate)
+    else:
+        matmul(c, ci, a, ai, R, mp, accumulate, split)
