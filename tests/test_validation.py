@@ -412,3 +412,46 @@ def test_odd_arrays_never_compile_another_kernel(name):
            for k, v in p.items()}
     both(one)  # B = 1
     assert _kernel_specialisations() == before
+
+
+@pytest.mark.parametrize("gates, lstm", [(1, False), (3, False), (4, True)], ids=str)
+@pytest.mark.parametrize("variant", ["plain", "packed", "no_h0", "no_bias", "float32",
+                                     "strided_h0", "int_x", "mixed", "readonly_w", "T0"])
+def test_quick_checks_accept_what_the_whole_checks_give(gates, lstm, variant, monkeypatch):
+    # _ready_inputs (the common case in a few comparisons) returns exactly what the whole
+    # checks return, or None (they then run): the same arrays, not copies, where no
+    # conversion is needed
+    from fastrnn.functional import _common
+
+    T, B, I, H = (0 if variant == "T0" else 3), 2, 4, 5
+    dt = np.float32 if variant == "float32" else np.float64
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, I)).astype(np.int64 if variant == "int_x" else dt)
+    w_ih, w_hh = rng.standard_normal((gates * H, I)).astype(dt), rng.standard_normal(
+        (gates * H, H)).astype(np.float32 if variant == "mixed" else dt)
+    if variant == "readonly_w":
+        w_hh.flags.writeable = False
+    h0 = np.ones((B, 2 * H), dt)[:, ::2] if variant == "strided_h0" else np.ones((B, H), dt)
+    b = None if variant == "no_bias" else np.zeros(gates * H, dt)
+    if variant == "packed":
+        w_ih, w_hh = fastrnn.pack_weight(w_ih), fastrnn.pack_weight(w_hh)
+    args = (x, None if variant == "no_h0" else h0, w_ih, w_hh, b, b)
+    kw = dict(c0=h0.copy() if lstm else None, lstm=lstm)
+    quick = _common._ready_inputs(*args, gates, kw["c0"], None, lstm, None)
+    monkeypatch.setattr(_common, "_ready_inputs", lambda *a: None)
+    whole = _common._check_inputs("f", *args, gates=gates, **kw)
+    if variant in ("strided_h0", "int_x", "mixed", "readonly_w", "T0"):
+        assert quick is None
+        return
+    assert quick is not None
+    for field in ("dtype", "gates", "ragged", "shape"):
+        assert getattr(quick, field) == getattr(whole, field), field
+    for field in ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "c0", "w_hr", "lengths"):
+        q, w = getattr(quick, field), getattr(whole, field)
+        assert (q is None) == (w is None), field
+        if q is not None:
+            assert q.dtype == w.dtype and np.array_equal(q, w), field
+            assert q.flags.carray, field
+    for field in ("x", "w_ih", "w_hh", "b_ih", "b_hh"):  # no copies
+        assert getattr(quick, field) is getattr(whole, field), field
+    assert all(q is w for q, w in zip(quick.packed, whole.packed))

@@ -111,9 +111,9 @@ def _gru_run_forward(out, h_n, gates, ghn, inp, chunks):
     """The forward in chunks of steps; h_n holds the initial state on entry; ghn (T, B, H)
     or (0, B, H)."""
     H = out.shape[2]
-    zeros = np.zeros(3 * H, inp.dtype)
-    b_ih = zeros if inp.b_ih is None else inp.b_ih
-    b_hh = zeros if inp.b_hh is None else inp.b_hh
+    b_ih, b_hh = inp.b_ih, inp.b_hh
+    if b_ih is None:
+        b_ih = b_hh = np.zeros(3 * H, inp.dtype)
     w_ih_p, w_hh_p = _packed_weights(inp)
     with kernel_launch() as serial:
         for t0, t1 in chunks:
