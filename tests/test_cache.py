@@ -183,7 +183,8 @@ print(compiled())
 def test_shared_products_compile_per_dtype_on_first_use(tmp_path):
     """The functions compiled once and called by symbol (the product, the weight
     gradients' columns) compile when a kernel for their dtype first needs them, not at
-    import; a later process loads what the disk cache holds at import."""
+    import, on a fresh cache; once the cache holds one, a later process registers all
+    of its dtypes at import (loaded, or compiled once)."""
     import subprocess
     import sys
 
@@ -199,4 +200,50 @@ def test_shared_products_compile_per_dtype_on_first_use(tmp_path):
         runs.append(proc.stdout.split("\n")[:2])
     cold, warm = runs
     assert cold == ["[[], []]", "[['float32'], []]"]  # a float32 forward: its product only
-    assert warm == ["[['float32'], []]", "[['float32'], []]"]  # loaded at import
+    both = "[['float32', 'float64'], []]"
+    assert warm == [both, both]  # the product at import; the columns never needed
+
+
+_FORWARD_BACKWARD = r"""
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+import fastrnn
+assert fastrnn.__file__.startswith(sys.argv[1]), fastrnn.__file__
+x, w = np.ones((3, 2, 2), np.float32), np.ones((4, 2), np.float32)
+out, h_n, cache = fastrnn.elman_forward(x, None, w, np.ones((4, 4), np.float32))
+if sys.argv[2] == "backward":
+    fastrnn.elman_backward(cache, np.ones_like(out))
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_cached_callers_find_the_shared_products_after_another_version_ran(tmp_path):
+    """Numba keeps one source stamp per cache index: another version of the kernels
+    (here: one source edited, then restored) replaces the product's cached entries but
+    not those of kernels it did not run. The next process then loads such a kernel
+    (the weight gradients' columns, which call the product by its symbol) from the
+    cache: the product must be registered before (a missing symbol aborted it)."""
+    import shutil
+    import subprocess
+    import sys
+
+    pkg = tmp_path / "src" / "fastrnn"
+    shutil.copytree(_config._PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    script = tmp_path / "run.py"
+    script.write_text(_FORWARD_BACKWARD)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    source = pkg / "kernels" / "parallel.py"
+    original = source.read_text()
+
+    def run(mode):
+        proc = subprocess.run([sys.executable, str(script), str(pkg.parent), mode],
+                              capture_output=True, text=True, timeout=600, env=env)
+        assert proc.returncode == 0 and proc.stdout.strip() == "ok", (mode, proc.returncode,
+                                                                      proc.stderr[-3000:])
+
+    run("backward")  # caches the product, the columns and the cell's kernels
+    source.write_text(original + "\n# another version\n")
+    run("forward")  # replaces the product's entries (and the forward's), not the columns'
+    source.write_text(original)
+    run("backward")

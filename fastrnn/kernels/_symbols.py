@@ -21,6 +21,7 @@ one imported last.
 """
 
 import inspect
+import os
 
 from llvmlite import binding as llvm_binding
 from numba.core import cgutils, types
@@ -36,11 +37,15 @@ def compiled_once(name, signatures):
     other arguments are cast to that signature's types).
     The decorated function stays available as the intrinsic's ``compiled``.
 
-    Each dtype's function is compiled when a caller for that dtype is first compiled
-    (the intrinsic's typing), not at import: a process that runs only float32
+    On a fresh cache (no entry for ``fn`` on disk: a new install or a first run) each
+    dtype's function is compiled when a caller for that dtype is first compiled (the
+    intrinsic's typing), not at import: the first process that runs only float32
     forwards compiles nothing else (the four such functions took 4.4 s of a cold
-    import). What the on-disk cache holds is loaded at import, before any cached
-    caller that refers to its symbol can be loaded."""
+    import). Otherwise every dtype is registered at import, loaded from the cache or
+    compiled: a caller loaded from the cache is linked against the symbol without
+    being typed, and Numba keeps one source stamp per cache index, so the entries of
+    ``fn`` may have been replaced by another version's (another checkout) while its
+    callers' were not (a missing symbol aborts the process)."""
 
     def decorate(fn):
         compiled = jit(fn)
@@ -57,8 +62,8 @@ def compiled_once(name, signatures):
             llvm_binding.add_symbol(name.format(dtype), address)
             registered.add(dtype)
 
-        for dtype in signatures:
-            if _in_disk_cache(compiled, signatures[dtype].args):
+        if not _fresh_cache(compiled):
+            for dtype in signatures:
                 register(dtype)
 
         def call(typingctx, *args):
@@ -87,11 +92,10 @@ def compiled_once(name, signatures):
     return decorate
 
 
-def _in_disk_cache(dispatcher, args):
-    """Whether Numba's on-disk cache holds ``dispatcher`` compiled for ``args`` (compiling
-    it then only loads it). Unknown Numba internals: True (compile at import, as safe
-    as it is slow)."""
+def _fresh_cache(dispatcher):
+    """Whether the on-disk cache has no index for ``dispatcher`` (nothing compiled with
+    it cached; unknown Numba internals: False)."""
     try:
-        return dispatcher._cache.load_overload(args, dispatcher.targetctx) is not None
+        return not os.path.exists(dispatcher._cache._cache_file._index_path)
     except AttributeError:
-        return hasattr(dispatcher, "overloads")
+        return False
