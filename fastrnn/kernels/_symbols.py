@@ -37,15 +37,17 @@ def compiled_once(name, signatures):
     other arguments are cast to that signature's types).
     The decorated function stays available as the intrinsic's ``compiled``.
 
-    On a fresh cache (no entry for ``fn`` on disk: a new install or a first run) each
-    dtype's function is compiled when a caller for that dtype is first compiled (the
-    intrinsic's typing), not at import: the first process that runs only float32
+    Each dtype's function is compiled when a caller for that dtype is first compiled
+    (the intrinsic's typing), not at import: a process that runs only float32
     forwards compiles nothing else (the four such functions took 4.4 s of a cold
-    import). Otherwise every dtype is registered at import, loaded from the cache or
-    compiled: a caller loaded from the cache is linked against the symbol without
-    being typed, and Numba keeps one source stamp per cache index, so the entries of
-    ``fn`` may have been replaced by another version's (another checkout) while its
-    callers' were not (a missing symbol aborts the process)."""
+    import). At import, what the disk cache holds for this version of the sources is
+    loaded: a caller loaded from the cache is linked against the symbol without being
+    typed. Numba keeps one source stamp per cache index, so another version's run
+    (another checkout) replaces the index of ``fn`` but not those of callers it did not
+    compile, which may refer to any dtype: an index of another version registers every
+    dtype (a missing symbol aborts the process), and the index written then holds them
+    all for the next switch back.
+    """
 
     def decorate(fn):
         compiled = jit(fn)
@@ -62,8 +64,9 @@ def compiled_once(name, signatures):
             llvm_binding.add_symbol(name.format(dtype), address)
             registered.add(dtype)
 
-        if not _fresh_cache(compiled):
-            for dtype in signatures:
+        state = _disk_state(compiled)
+        for dtype in signatures:
+            if state is False or state and _in_disk_cache(compiled, signatures[dtype].args):
                 register(dtype)
 
         def call(typingctx, *args):
@@ -92,10 +95,22 @@ def compiled_once(name, signatures):
     return decorate
 
 
-def _fresh_cache(dispatcher):
-    """Whether the on-disk cache has no index for ``dispatcher`` (nothing compiled with
-    it cached; unknown Numba internals: False)."""
+def _disk_state(dispatcher):
+    """None: no cache index of ``dispatcher`` on disk; True: an index of this version of
+    the sources; False: of another version (or unknown Numba internals)."""
     try:
-        return not os.path.exists(dispatcher._cache._cache_file._index_path)
-    except AttributeError:
+        cache_file = dispatcher._cache._cache_file
+        if not os.path.exists(cache_file._index_path):
+            return None
+        return bool(cache_file._load_index())  # (empty: another version's stamp)
+    except Exception:
         return False
+
+
+def _in_disk_cache(dispatcher, args):
+    """Whether the on-disk cache holds ``dispatcher`` compiled for ``args`` (compiling
+    it then only loads it)."""
+    try:
+        return dispatcher._cache.load_overload(args, dispatcher.targetctx) is not None
+    except Exception:
+        return True
