@@ -176,6 +176,8 @@ print(compiled())
 x, w = np.ones((3, 1, 2), np.float32), np.ones((4, 2), np.float32)
 fastrnn.elman_forward(x, None, w, np.ones((4, 4), np.float32))
 print(compiled())
+fastrnn.kernels.compile_shared()
+print(compiled())
 """
 
 
@@ -183,7 +185,8 @@ print(compiled())
 def test_shared_products_compile_per_dtype_on_first_use(tmp_path):
     """The functions compiled once and called by symbol (the product, the weight
     gradients' columns) compile when a kernel for their dtype first needs them, not at
-    import; a later process loads what the disk cache holds at import."""
+    import, or all at once with compile_shared(); a later process loads what the disk
+    cache holds at import."""
     import subprocess
     import sys
 
@@ -196,10 +199,11 @@ def test_shared_products_compile_per_dtype_on_first_use(tmp_path):
         proc = subprocess.run([sys.executable, str(script), root], capture_output=True,
                               text=True, timeout=600, env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        runs.append(proc.stdout.split("\n")[:2])
+        runs.append(proc.stdout.split("\n")[:3])
     cold, warm = runs
-    assert cold == ["[[], []]", "[['float32'], []]"]  # a float32 forward: its product only
-    assert warm == ["[['float32'], []]", "[['float32'], []]"]  # loaded at import
+    every = "[['float32', 'float64'], ['float32', 'float64']]"  # after compile_shared()
+    assert cold == ["[[], []]", "[['float32'], []]", every]  # a float32 forward: its product
+    assert warm == [every] * 3  # loaded at import
 
 
 _FORWARD_BACKWARD = r"""

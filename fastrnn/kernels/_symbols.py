@@ -20,6 +20,7 @@ an upgrade). Two copies of fastrnn imported in one process share the functions o
 one imported last.
 """
 
+import functools
 import inspect
 import os
 
@@ -28,6 +29,23 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from .._config import jit
+
+
+#: For ``compile_shared``: a function per (compiled-once function, dtype) registering it.
+_REGISTERS = []
+
+
+def compile_shared():
+    """Compile (or load from the disk cache) every function that fastrnn's kernels call
+    by symbol, for both dtypes, and register the symbols.
+
+    fastrnn's own calls need not: a kernel compiled for a dtype registers what it calls
+    then, and what the cache holds is registered at import. A cached ``@njit`` function
+    of yours that calls fastrnn's whole-sequence kernels is loaded without that: call
+    this once after ``import fastrnn`` and before it, or a fresh fastrnn cache leaves
+    its symbols unresolved (the process aborts). The step kernels need nothing."""
+    for register in _REGISTERS:
+        register()
 
 
 def compiled_once(name, signatures):
@@ -90,6 +108,7 @@ def compiled_once(name, signatures):
             params + list(inspect.signature(fn).parameters.values()))
         call = intrinsic(call)
         call.compiled = compiled
+        _REGISTERS.extend(functools.partial(register, dtype) for dtype in signatures)
         return call
 
     return decorate
