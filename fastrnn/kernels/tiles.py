@@ -403,16 +403,24 @@ def _data(typingctx, a):
 
 
 @jit_inline
+def _row_passes(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, P, NR, K, N, accumulate):
+    # the one-row kernels' passes over ROW_PANELS panels at a time (enough independent
+    # chains without splitting the sums); returns the panels done (the rest: 0-3)
+    p = 0
+    while p + ROW_PANELS <= P:
+        _row_tile(c, c_off + p * NR, ldc, a, a_off, lda, m, m_off + p * pstride, pstride, K,
+                  1, min(ROW_PANELS * NR, N - p * NR), accumulate)
+        p += ROW_PANELS
+    return p
+
+
+@jit_inline
 def _row_split(c, c_off, a, a_off, m, pstride, P, NR, K, N, accumulate):
     # one row of c (N columns) from one of a (K <= KC), split sums: c[c_off + j] (+)=
     # sum_k a[a_off + k] * (column j of the P packed panels), for j < N: ROW_PANELS
     # panels per pass (chains enough without splitting), then the last 1-3 panels in one
     # pass of the ROW_SPLITS kernels
-    p = 0
-    while p + ROW_PANELS <= P:
-        _row_tile(c, c_off + p * NR, N, a, a_off, K, m, p * pstride, pstride, K, 1,
-                  min(ROW_PANELS * NR, N - p * NR), accumulate)
-        p += ROW_PANELS
+    p = _row_passes(c, c_off, N, a, a_off, K, m, 0, pstride, P, NR, K, N, accumulate)
     c_off += p * NR
     m_off = p * pstride
     cols = N - p * NR
@@ -429,11 +437,7 @@ def _row(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, P, NR, K, N, accumulat
     # one row: c[c_off + j] (+)= sum_k a[a_off + k] * (column j of the P packed panels
     # from offset m_off), for j < N, k < K, each entry summed in k order: ROW_PANELS
     # panels per pass, then the rest in one
-    p = 0
-    while p + ROW_PANELS <= P:
-        _row_tile(c, c_off + p * NR, ldc, a, a_off, lda, m, m_off + p * pstride, pstride, K,
-                  1, min(ROW_PANELS * NR, N - p * NR), accumulate)
-        p += ROW_PANELS
+    p = _row_passes(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, P, NR, K, N, accumulate)
     c_off += p * NR
     m_off += p * pstride
     cols = N - p * NR
