@@ -204,6 +204,25 @@ def test_linear_grads_against_numpy(shape, shared, dtype):
         assert np.array_equal(a, b, equal_nan=True)
 
 
+@pytest.mark.parametrize("cost, parts", [
+    ([1], 2), ([5, 5], 2), ([3, 3, 3, 3, 3], 2), ([9, 1, 1, 1, 1, 1, 1, 1, 1, 1], 3),
+    # the GRU's weight-gradient tasks at 2 threads: 2 shared blocks, then x, h per block
+    # of the candidate's columns; in index order prange's halves were 686 : 294
+    ([327, 327, 32, 131, 32, 131], 2), (list(range(1, 30)), 16)], ids=str)
+def test_balance_deals_every_task_once_by_cost(cost, parts):
+    cost = np.array(cost, np.int64)
+    order, starts = parallel.balance(cost, parts)
+    assert starts[0] == 0 and starts[-1] == len(cost) and np.all(np.diff(starts) >= 0)
+    assert sorted(order) == list(range(len(cost)))
+    loads = [cost[order[starts[w]:starts[w + 1]]].sum() for w in range(parts)]
+    for w in range(parts):  # each worker's tasks in index order
+        assert list(order[starts[w]:starts[w + 1]]) == sorted(order[starts[w]:starts[w + 1]])
+    # longest-first greedy: within 4/3 of the best possible (a bound of the optimum)
+    assert max(loads) <= 4 / 3 * max(cost.max(), -(-cost.sum() // parts))
+    if len(cost) == 6:
+        assert loads == [490, 490]
+
+
 def test_weight_gradient_sums_run_in_row_order(dtype):
     # every entry is the fused multiply-adds of its k terms in k order, over the blocks
     # of KC rows: a large first term that later ones cancel shows the order

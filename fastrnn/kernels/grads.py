@@ -28,7 +28,7 @@ from numba.core import types
 from .._config import jit, jit_parallel
 from ._symbols import compiled_once
 from .linalg import copy_into
-from .parallel import MAX_CHUNKS, MIN_WORK, _num_threads
+from .parallel import MAX_CHUNKS, MIN_WORK, _num_threads, balance
 from .tiles import (KC, VECTOR_BYTES, _aligned_panels, _data, _transpose_block, matmul,
                     panel_width)
 
@@ -185,8 +185,8 @@ def linear_grads(dw_x, dw_h, db_x, db_h, da_x, da_h, shared, x, h_head, h_tail, 
     are read from ``shared`` on.
 
     Tasks: blocks of the shared columns (``column_blocks``), then for each block of the
-    others its x-term and its h-term. ``serial``: run every task on the calling thread
-    (same results).
+    others its x-term and its h-term, dealt to the threads by cost (``balance``).
+    ``serial``: run every task on the calling thread (same results).
     """
     K, M = da_x.shape
     N = x.shape[1]
@@ -195,35 +195,56 @@ def linear_grads(dw_x, dw_h, db_x, db_h, da_x, da_h, shared, x, h_head, h_tail, 
     size2 = column_blocks(M - shared, max(N, Q), 2 * K, x.itemsize, serial)
     n1 = -(-shared // size1)
     n_tasks = n1 + 2 * (-(-(M - shared) // size2))
-    if serial or n_tasks == 1:
+    workers = 1 if serial else min(n_tasks, MAX_CHUNKS, _num_threads())
+    if workers <= 1:
         for t in range(n_tasks):
             _task(t, n1, size1, size2, shared, dw_x, dw_h, db_x, db_h, da_x, da_h, x,
                   h_head, h_tail)
-    else:
-        for t in prange(n_tasks):
-            _task(t, n1, size1, size2, shared, dw_x, dw_h, db_x, db_h, da_x, da_h, x,
+        return
+    # the tasks differ in cost (the GRU's: 2:1 between its shared blocks and its
+    # candidate's h-terms, 4:1 between those and its x-terms): dealt out by cost
+    cost = np.empty(n_tasks, np.int64)
+    for t in range(n_tasks):
+        j0, j1, term = _task_columns(t, n1, size1, size2, shared, M)
+        rows = N + Q if term == 0 else (N if term == 1 else Q)
+        cost[t] = rows * (j1 - j0 + TRANSPOSE_COLUMNS)
+    order, starts = balance(cost, workers)
+    for w in prange(workers):
+        for i in range(starts[w], starts[w + 1]):
+            _task(order[i], n1, size1, size2, shared, dw_x, dw_h, db_x, db_h, da_x, da_h, x,
                   h_head, h_tail)
+
+
+#: A task's transposition of its R x K rows costs about as much as this many of its
+#: columns' products (R x K multiply-adds each): the fixed part of a task's cost.
+TRANSPOSE_COLUMNS = 20
+
+
+@jit
+def _task_columns(t, n1, size1, size2, shared, M):
+    # task t's columns j0..j1-1 and term: 0 both (t < n1: a block of the shared
+    # columns), then for each block of the other columns 1 its x-term, 2 its h-term
+    if t < n1:
+        j0 = t * size1
+        return j0, min(shared, j0 + size1), 0
+    u = t - n1
+    j0 = shared + u // 2 * size2
+    return j0, min(M, j0 + size2), 1 + u % 2
 
 
 @jit
 def _task(t, n1, size1, size2, shared, dw_x, dw_h, db_x, db_h, da_x, da_h, x, h_head,
           h_tail):
-    # tasks t < n1: a block of the shared columns, both terms; then, for each block of
-    # the other columns, its x-term (even t - n1) and its h-term (odd)
     M = da_x.shape[1]
+    j0, j1, term = _task_columns(t, n1, size1, size2, shared, M)
     x_head = np.empty((0, x.shape[1]), x.dtype)  # (x has no head rows)
-    if t < n1:
-        j0 = t * size1
-        j1 = min(shared, j0 + size1)
+    if term == 0:
         _columns(dw_x, dw_h, db_x, da_x, x_head, x, h_head, h_tail, j0, j1)
         copy_into(db_h[j0:j1], db_x[j0:j1])
         return
-    u = t - n1
-    j0 = shared + u // 2 * size2
-    j1 = min(M, j0 + size2)
     none = np.empty((0, 0), x.dtype)  # (a term without a second operand)
     no_dw = np.empty((M, 0), x.dtype)
-    if u % 2 == 0:
+    if term == 1:
         _columns(dw_x, no_dw, db_x, da_x, x_head, x, none, none, j0, j1)
     else:
         _columns(dw_h, no_dw, db_h, da_h, h_head, h_tail, none, none, j0, j1)

@@ -23,6 +23,7 @@ Results are bit-identical either way. A kernel with a single chunk runs it seria
 too: a parallel region costs 2-3 us to enter, as much as a tiny forward's kernels.
 """
 
+import numpy as np
 from llvmlite import ir
 from numba import prange
 from numba.core import cgutils, types
@@ -51,6 +52,27 @@ def chunk_size(n, min_size):
 def n_chunks(n, size):
     """Chunks of ``size`` items that cover ``n`` items."""
     return (n + size - 1) // size
+
+
+@jit
+def balance(cost, parts):
+    """Tasks of unequal ``cost`` (n,) (int64) dealt to ``parts`` workers: the costliest
+    first, each to the least loaded worker so far (ties: the lower index). Returns
+    ``(order, starts)``: worker w runs tasks ``order[starts[w]:starts[w + 1]]``, in
+    index order. (``prange`` hands out equal runs of iterations, whatever they cost.)"""
+    n = cost.shape[0]
+    owner = np.empty(n, np.int64)
+    load = np.zeros(parts, np.int64)
+    for t in np.argsort(-cost, kind="mergesort"):
+        w = np.argmin(load)
+        owner[t] = w
+        load[w] += cost[t]
+    starts = np.zeros(parts + 1, np.int64)
+    for t in range(n):
+        starts[owner[t] + 1] += 1
+    for w in range(parts):
+        starts[w + 1] += starts[w]
+    return np.argsort(owner, kind="mergesort"), starts
 
 
 @jit
