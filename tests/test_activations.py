@@ -121,8 +121,8 @@ def _rows(code, x, off, n):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("code", [0, 1])
 def test_vector_rows_give_the_scalar_bits(code, dtype):
-    # the explicit full-width vectors (and their tail through scratch copies) and the
-    # scalar function are the same IR: the same bits, whatever the position in the row
+    # the explicit vectors (and their masked tail) and the scalar function are the same
+    # IR: the same bits, whatever the position in the row; nothing past the row written
     x = _points(dtype, -800.0, 800.0)
     x = np.concatenate([x, np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], dtype)])
     scalar = np.empty_like(x)
@@ -130,14 +130,46 @@ def test_vector_rows_give_the_scalar_bits(code, dtype):
     rows = x.copy()
     _rows(code, rows, 0, x.shape[0])
     np.testing.assert_array_equal(rows, scalar)
-    W = VECTOR_BYTES // np.dtype(dtype).itemsize
-    for n in sorted({1, 2, W - 1, W, W + 1, 2 * W + 3, 37}):
+    W = A.ROW_VECTORS * VECTOR_BYTES // np.dtype(dtype).itemsize  # lanes per step
+    for n in sorted({1, 2, W // 2, W - 1, W, W + 1, 2 * W + 3, 37}):
         for off in (0, 3):
             y = x[:100].copy()
             _rows(code, y, off, n)
             expect = x[:100].copy()
             expect[off : off + n] = scalar[off : off + n]
             np.testing.assert_array_equal(y, expect, err_msg=f"n={n}, off={off}")
+
+
+ROW_AT_A_PAGE_END = """
+import ctypes, mmap, sys
+import numpy as np
+from tests.test_activations import _rows
+page = mmap.PAGESIZE
+buf = mmap.mmap(-1, 2 * page)
+base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.mprotect(ctypes.c_void_p(base + page), page, 0) == 0  # PROT_NONE
+for dtype in (np.float32, np.float64):
+    x = np.frombuffer(buf, dtype, count=page // np.dtype(dtype).itemsize)
+    for n in (1, 3, 37):  # a row ending at the page's end: its tail is a part vector
+        x[-n:] = 0.5
+        _rows(0, x, x.shape[0] - n, n)
+        assert np.allclose(x[-n:], np.tanh(0.5), rtol=1e-6, atol=0), x[-n:]
+print("ok")
+"""
+
+
+def test_the_tail_of_a_row_reads_nothing_past_it():
+    # the last part vector of a row is read and written through masks: a row that ends
+    # where the readable memory ends must not fault (run apart: a fault kills the process)
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run([sys.executable, "-c", ROW_AT_A_PAGE_END], capture_output=True,
+                         text=True, cwd=root)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
 
 
 def test_python_fallbacks_agree_with_numpy():

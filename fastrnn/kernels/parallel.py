@@ -57,14 +57,23 @@ def n_chunks(n, size):
 @jit
 def balance(cost, parts):
     """Tasks of unequal ``cost`` (n,) (int64) dealt to ``parts`` workers: the costliest
-    first, each to the least loaded worker so far (ties: the lower index). Returns
-    ``(order, starts)``: worker w runs tasks ``order[starts[w]:starts[w + 1]]``, in
-    index order. (``prange`` hands out equal runs of iterations, whatever they cost.)"""
+    first (the lower index on ties), each to the least loaded worker so far (the lower
+    index on ties). Returns ``(order, starts)``: worker w runs tasks
+    ``order[starts[w]:starts[w + 1]]``, in index order. (``prange`` hands out equal
+    runs of iterations, whatever they cost.) Plain loops: a few dozen tasks, and
+    ``np.argsort`` took a second to compile."""
     n = cost.shape[0]
-    owner = np.empty(n, np.int64)
+    owner = np.full(n, -1, np.int64)
     load = np.zeros(parts, np.int64)
-    for t in np.argsort(-cost, kind="mergesort"):
-        w = np.argmin(load)
+    for _ in range(n):
+        t = -1
+        for u in range(n):
+            if owner[u] < 0 and (t < 0 or cost[u] > cost[t]):
+                t = u
+        w = 0
+        for v in range(1, parts):
+            if load[v] < load[w]:
+                w = v
         owner[t] = w
         load[w] += cost[t]
     starts = np.zeros(parts + 1, np.int64)
@@ -72,7 +81,12 @@ def balance(cost, parts):
         starts[owner[t] + 1] += 1
     for w in range(parts):
         starts[w + 1] += starts[w]
-    return np.argsort(owner, kind="mergesort"), starts
+    order = np.empty(n, np.int64)
+    filled = starts[:parts].copy()
+    for t in range(n):
+        order[filled[owner[t]]] = t
+        filled[owner[t]] += 1
+    return order, starts
 
 
 @jit
