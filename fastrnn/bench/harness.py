@@ -354,7 +354,7 @@ def run(cells, sizes, modes, frameworks, dtype="float32", threads=None, repeats=
     info = machine_info(threads)
     info["blas"] = blas_info()
     peak = gemm_peak(dtype, peak_size)
-    info["gemm_peak_gflops"] = peak
+    probes = [peak]
     log(f"fastrnn benchmark: {info['cpu']} ({'AVX-512' if info['avx512f'] else 'AVX2' if info['avx2'] else 'no AVX2'}), "
         f"{threads} thread(s), {dtype}, frameworks: {', '.join(frameworks)}")
     for lib in info["blas"]:
@@ -363,7 +363,7 @@ def run(cells, sizes, modes, frameworks, dtype="float32", threads=None, repeats=
                 f"{lib['threading_layer']}, {lib['num_threads']} threads) {lib['filepath']}")
     if info["openblas_env"]:
         log(f"warning: OpenBLAS environment set for this run: {info['openblas_env']}")
-    log(f"GEMM peak ({peak_size}^3 NumPy matmul): {peak:.1f} GFLOP/s\n")
+    log(f"GEMM peak ({peak_size}^3 NumPy matmul), first probe: {peak:.1f} GFLOP/s\n")
     cases = [(c, s, m) for c in cells for s in sizes for m in modes]
     workers = {}
     try:
@@ -374,16 +374,30 @@ def run(cells, sizes, modes, frameworks, dtype="float32", threads=None, repeats=
         n_rounds, last = len(rounds(repeats)), None
         for r, i, name, samples in schedule(len(cases), frameworks, repeats):
             if r != last:
+                if last is not None:
+                    probes.append(gemm_peak(dtype, peak_size))
                 log(f"timing, round {r + 1} of {n_rounds} ...")
                 last = r
             if workers[name].timed(i):
                 # another framework's pool may still be spinning on the CPUs
                 time.sleep(0.2 if threads > 1 else 0.01)
                 workers[name].time(i, samples)
+        probes.append(gemm_peak(dtype, peak_size))
     finally:
         for w in workers.values():
             w.close()
+    # the peak under the timings' conditions: the median of the probes before, between
+    # and after the rounds (the speed of this shared host drifts over minutes, and the
+    # first probe alone put every % peak off by the drift: 266 GFLOP/s at the start of
+    # a run whose timings all ran 5-10% slower than the previous run's)
+    peak = statistics.median(probes)
+    info["gemm_peak_gflops"] = peak
+    info["gemm_peak_probes_gflops"] = probes
+    log(f"GEMM peak: {peak:.1f} GFLOP/s, the median of {len(probes)} probes "
+        f"({min(probes):.1f} to {max(probes):.1f}) before, between and after the rounds")
     by_fw = {name: w.rows for name, w in workers.items()}
+    for r in (r for rs in by_fw.values() for r in rs if r.get("gflops")):
+        r["peak_fraction"] = r["gflops"] / peak
     rows = []
     for i in range(len(cases)):  # table order: case by case, frameworks side by side
         case_rows = [by_fw[name][i] for name in frameworks]
