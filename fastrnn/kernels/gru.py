@@ -120,26 +120,31 @@ def gru_forward(out, h_n, gates, ghn, x, h0, w_ih, w_hh, b_ih, b_hh):
 # backward
 
 
+def _emit_cell_backward(e, xs):
+    # from dL/dh_t (d) to the gradients of gi (r, z, n columns) and of gh (the same but
+    # dgh_n = da_n r), and the direct part of dL/dh_{t-1}, d z (dh_prev)
+    _, _, _, _, _, _, _, d, r, z, n, ghn, h_prev = xs
+    one = e.c(1.0)
+    omz = e.sub(one, z)
+    da_n = e.mul(e.mul(d, omz), e.fma(e.neg(n), n, one))  # h = (1 - z) n + z h_prev
+    da_z = e.mul(e.mul(d, e.sub(h_prev, n)), e.mul(z, omz))  # n = tanh(gi_n + r gh_n)
+    da_r = e.mul(e.mul(da_n, ghn), e.mul(r, e.sub(one, r)))
+    return [da_r, da_z, da_n, da_r, da_z, e.mul(da_n, r), e.mul(d, z)] + [None] * 6
+
+
+_cell_backward_rows = rowmap(_emit_cell_backward)
+
+
 @jit_inline
 def _cell_backward(dgi, dgh, dh_prev, dh, a, ghn, h_prev, H):
-    # one row: from dL/dh_t (dh) to the gradients of gi (dgi) and gh (dgh) and the
-    # direct part of dL/dh_{t-1}, dh * z (dh_prev; may alias dh)
-    one = a.dtype.type(1.0)
-    for j in range(H):
-        r = a[j]
-        z = a[H + j]
-        n = a[2 * H + j]
-        d = dh[j]
-        da_n = d * (one - z) * (one - n * n)  # h = (1 - z) n + z h_prev, n = tanh(.)
-        da_z = d * (h_prev[j] - n) * z * (one - z)
-        da_r = da_n * ghn[j] * r * (one - r)  # n = tanh(gi_n + r gh_n)
-        dgi[j] = da_r
-        dgi[H + j] = da_z
-        dgi[2 * H + j] = da_n
-        dgh[j] = da_r
-        dgh[H + j] = da_z
-        dgh[2 * H + j] = da_n * r
-        dh_prev[j] = d * z
+    # one row, one pass of full-width vectors: dgi, dgh (3H) written; dh_prev (H) written
+    # (may alias dh); dh, ghn, h_prev (H); a (3H) gate activations r, z, n
+    pi = _data(dgi)
+    ph = _data(dgh)
+    pa = _data(a)
+    _cell_backward_rows((pi, pi, pi, ph, ph, ph, _data(dh_prev), _data(dh), pa, pa, pa,
+                         _data(ghn), _data(h_prev)),
+                        (0, H, 2 * H, 0, H, 2 * H, 0, 0, 0, H, 2 * H, 0, 0), H)
 
 
 @jit
