@@ -127,8 +127,8 @@ def _emit_cell_backward(e, xs):
     one = e.c(1.0)
     omz = e.sub(one, z)
     da_n = e.mul(e.mul(d, omz), e.fma(e.neg(n), n, one))  # h = (1 - z) n + z h_prev
-    da_z = e.mul(e.mul(d, e.sub(h_prev, n)), e.mul(z, omz))  # n = tanh(gi_n + r gh_n)
-    da_r = e.mul(e.mul(da_n, ghn), e.mul(r, e.sub(one, r)))
+    da_z = e.mul(e.mul(d, e.sub(h_prev, n)), e.mul(z, omz))
+    da_r = e.mul(e.mul(da_n, ghn), e.mul(r, e.sub(one, r)))  # n = tanh(gi_n + r gh_n)
     return [da_r, da_z, da_n, da_r, da_z, e.mul(da_n, r), e.mul(d, z)] + [None] * 6
 
 
