@@ -3,6 +3,11 @@
 import numpy as np
 import pytest
 
+from fastrnn._config import jit
+from fastrnn.kernels import gru as _gru
+from fastrnn.kernels import lstm as _lstm
+from fastrnn.kernels.tiles import _data
+
 from .cells import CELLS
 from .conftest import SHAPES, assert_close
 
@@ -181,3 +186,40 @@ def test_lengths_all_T_equal_no_lengths(name):
     g, g2 = cell.backward(cache, dout, dfin, 2), cell.backward(cache2, dout, dfin, 2)
     for n in cell.params:
         assert np.array_equal(g[n], g2[n])
+
+
+@jit
+def _cells_both_ways(latency, gates, b, c, m, gh, h):
+    # the LSTM's and the GRU's forward cell over each row, in one pass or two
+    H = c.shape[1]
+    pa, pb, pc, pm, pg, ph = _data(gates), _data(b), _data(c), _data(m), _data(gh), _data(h)
+    for r in range(gates.shape[0]):
+        a = r * 4 * H
+        _lstm._cell_forward(pa, a, pb, pc, r * H, pm, r * H, H, latency)
+        # GRU on the first 3H entries of the same rows: gi there, gh from gh
+        _gru._cell_forward(pg, r * 3 * H, pb, pg, (gates.shape[0] + r) * 3 * H, ph, r * H, pm,
+                           (gates.shape[0] + r) * H, pm, (2 * gates.shape[0] + r) * H, H,
+                           latency)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("H", [1, 7, 16, 33])
+def test_cell_in_one_pass_or_two_gives_the_same_bits(H, dtype):
+    # the forward kernels run the cell in one pass for a batch of a row or two (latency)
+    # and in two otherwise: a row's bits must not depend on which
+    rng = np.random.default_rng(H)
+    R = 3
+    gates = (3 * rng.standard_normal((R, 4 * H))).astype(dtype)
+    gates[0, :2] = [np.nan, np.inf]
+    b = rng.standard_normal(4 * H).astype(dtype)
+    c = rng.standard_normal((R, H)).astype(dtype)
+    gh = rng.standard_normal((2 * R, 3 * H)).astype(dtype)
+    h = rng.standard_normal((R, H)).astype(dtype)
+    results = []
+    for latency in (True, False):
+        args = [a.copy() for a in (gates, b, c, np.zeros((3 * R, H), dtype), gh, h)]
+        _cells_both_ways(latency, *args)
+        results.append(args)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+    assert not np.array_equal(results[0][0], gates)  # the cells ran

@@ -234,10 +234,13 @@ def tanh_ir(e, x):
 
 
 def sigmoid_ir(e, x):
-    # e = exp(-|x|) lies in (0, 1]: nothing overflows; 1 / (1 + e), or e / (1 + e) below 0
+    # z = exp(-|x|) lies in (0, 1]: nothing overflows; 1 / (1 + z), or z / (1 + z) below
+    # 0, one division either way (the multiplier pipes, which the products fill, do one
+    # product here instead of three). a * s is exact (s a power of two), so 1 + z rounds
+    # once, as a fused multiply-add would.
     a, s = _exp_parts(e, e.neg(e.abs(x)))
-    r = e.div(e.c(1.0), e.fma(a, s, e.c(1.0)))
-    return e.select(e.cmp(">=", x, e.c(0.0)), r, e.mul(e.mul(a, s), r))
+    z = e.mul(a, s)
+    return e.div(e.select(e.cmp(">=", x, e.c(0.0)), e.c(1.0), z), e.add(z, e.c(1.0)))
 
 
 def _scalar(emit):
