@@ -75,7 +75,8 @@ def _emit_cell_forward(e, xs):
 # one pass an iteration's dependent chain (sigmoid, then c, then tanh) outlasts what the
 # out-of-order window overlaps with the next: two passes took 14.2-15.1 against 15.4-17.0
 # ns per 16 units (H = 128, in L1). For a batch of a row or two, the step's latency
-# counts, and the second pass's reloads add to it (tiny forward 0.099-0.108 -> 0.108 ms).
+# counts, and the second pass's reloads add to it (tiny forward 0.099-0.108 ms in one pass,
+# 0.108-0.109 in two).
 _cell_forward_rows = rowmap(_emit_cell_forward)
 _gates_forward_rows = rowmap(_emit_gates_forward)
 _state_forward_rows = rowmap(_emit_state_forward)
