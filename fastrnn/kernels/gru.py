@@ -20,7 +20,7 @@ from numba import prange
 from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
 from .activations import rowmap, sigmoid_ir, tanh_ir
 from .grads import linear_grads
-from .linalg import (add_into, copy_into, copy_p, copy_rows, outer_acc, zero_p,
+from .linalg import (add_into, add_p, copy_into, copy_p, copy_rows, outer_acc, zero_p,
                      sum_windows, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
 from .tiles import MR, _data, matmul, pack, pack_t, step_matmul
@@ -182,22 +182,28 @@ def _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, leng
     T, B, H = out.shape
     R = r1 - r0
     dh = np.zeros((R, H), dgi.dtype)  # dL/dh_t from later steps
-    dgh2 = dgh.reshape(T * B, 3 * H)  # row t*B + r is dgh[t, r]
+    G = 3 * H
+    dgh2 = dgh.reshape(T * B, G)  # row t*B + r is dgh[t, r]
+    # rows by pointer and offset (see _forward_chunk)
+    pi, ph, pdh, pdo, pa, pk, ph0, po = (_data(dgi), _data(dgh), _data(dh), _data(dout),
+                                         _data(gates), _data(ghn), _data(h0), _data(out))
     for t in range(T - 1, -1, -1):
         for r in range(R):
             L = lengths[r0 + r]
-            dhr = dh[r]
+            i = t * B + r0 + r  # row of dgi, dgh, gates, ghn, out and dout
             if t >= L:  # padding
-                zero(dgi[t, r0 + r])
-                zero(dgh[t, r0 + r])
-                zero(dhr)
+                zero_p(pi, i * G, G)
+                zero_p(ph, i * G, G)
+                zero_p(pdh, r * H, H)
                 continue
-            add_into(dhr, dout[t, r0 + r])
+            add_p(pdh, r * H, pdo, i * H, H)
             if t == L - 1:
-                add_into(dhr, dh_n[r0 + r])  # h_n is the state at the row's last step
-            h_prev = h0[r0 + r] if t == 0 else out[t - 1, r0 + r]
-            _cell_backward(dgi[t, r0 + r], dgh[t, r0 + r], dhr, dhr, gates[t, r0 + r],
-                           ghn[t, r0 + r], h_prev, H)
+                add_into(dh[r], dh_n[r0 + r])  # h_n is the state at the row's last step
+            pp, hp = (ph0, (r0 + r) * H) if t == 0 else (po, (i - B) * H)  # h_{t-1}
+            a = i * G
+            _cell_backward_rows((pi, pi, pi, ph, ph, ph, pdh, pdh, pa, pa, pa, pk, pp),
+                                (a, a + H, a + 2 * H, a, a + H, a + 2 * H, r * H, r * H, a,
+                                 a + H, a + 2 * H, i * H, hp), H)
         # gh_t = W_hh h_{t-1} + b_hh  ->  dh_{t-1} = dh_t z + dgh_t W_hh
         matmul(dh, 0, dgh2, t * B + r0, R, w_hh_p, True)
     copy_rows(dh0[r0:r1], dh)

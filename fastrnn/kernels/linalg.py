@@ -99,6 +99,13 @@ def copy_p(dst, d, src, s, n):
 
 
 @jit_inline
+def add_p(dst, d, src, s, n):
+    """``dst[d:d+n] += src[s:s+n]`` on data pointers."""
+    for j in range(n):
+        dst[d + j] += src[s + j]
+
+
+@jit_inline
 def zero_p(dst, d, n):
     """``dst[d:d+n] = 0`` on a data pointer."""
     for j in range(n):

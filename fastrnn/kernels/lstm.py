@@ -23,7 +23,7 @@ from numba import prange
 from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
 from .activations import rowmap, sigmoid_ir, sigmoid_row, tanh, tanh_ir, tanh_row
 from .grads import linear_grads
-from .linalg import (add_into, copy_into, copy_p, copy_rows, outer_acc, zero_p,
+from .linalg import (add_into, add_p, copy_into, copy_p, copy_rows, outer_acc, zero_p,
                      sum_windows, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
 from .tiles import MR, _data, matmul, pack, pack_t, step_matmul
@@ -216,11 +216,15 @@ def _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh
     dh = np.zeros((R, dh_n.shape[1]), da.dtype)  # dL/dh_t from later steps
     dc = np.zeros((R, H), da.dtype)  # dL/dc_t from later steps
     dm = np.empty((R, H), da.dtype) if proj else dh
+    P = dh.shape[1]
+    # rows by pointer and offset (see gru._forward_chunk)
+    pd, pdh, pdc, pdm, pdo, pg, pcs, pc0 = (_data(da), _data(dh), _data(dc), _data(dm),
+                                            _data(dout), _data(gates), _data(cs), _data(c0))
     for t in range(T - 1, -1, -1):
         for r in range(R):
             L = lengths[r0 + r]
             if t < L:
-                add_into(dh[r], dout[t, r0 + r])
+                add_p(pdh, r * P, pdo, (t * B + r0 + r) * P, P)
             if t == L - 1:  # the final states are those of the row's last step
                 add_into(dh[r], dh_n[r0 + r])
                 add_into(dc[r], dc_n[r0 + r])
@@ -233,12 +237,15 @@ def _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh
                 else:
                     zero(ms[t, r0 + r])
         for r in range(R):
+            i = t * B + r0 + r  # row of da, gates and cs
             if t >= lengths[r0 + r]:  # padding (dh, dc of the row are still zero)
-                zero(da[t, r0 + r])
+                zero_p(pd, i * G, G)
                 continue
-            c_prev = c0[r0 + r] if t == 0 else cs[t - 1, r0 + r]
-            _cell_backward(da[t, r0 + r], dc[r], dm[r], dc[r], gates[t, r0 + r],
-                           cs[t, r0 + r], c_prev, H)
+            pp, po = (pc0, (r0 + r) * H) if t == 0 else (pcs, (i - B) * H)  # c_{t-1}
+            _cell_backward_rows((pd, pd, pd, pd, pdc, pdm, pdc, pg, pg, pg, pg, pcs, pp),
+                                (i * G, i * G + H, i * G + 2 * H, i * G + 3 * H, r * H, r * H,
+                                 r * H, i * G, i * G + H, i * G + 2 * H, i * G + 3 * H, i * H,
+                                 po), H)
         # a_t = ... + W_hh h_{t-1}  ->  dh_{t-1} = da_t W_hh
         matmul(dh, 0, da2, t * B + r0, R, w_hh_p, False)
     copy_rows(dh0[r0:r1], dh)
