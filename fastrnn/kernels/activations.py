@@ -39,7 +39,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic, overload
 
 from .._config import OVERLOAD_OPTIONS, jit_inline
-from .tiles import VECTOR_BYTES
+from .tiles import VECTOR_BYTES, _data
 
 TANH = 0
 RELU = 1
@@ -432,28 +432,33 @@ def activate(p, off, pb, n, act):
             p[off + j] += pb[j]
 
 
-@jit_inline
-def activation_backward(da, dh, h, act):
-    """``da[:] = dh * act'(a)`` for 1-D rows, with ``act'`` written in terms of the
-    output ``h = act(a)`` (which is all backward keeps):
+# da = dh * act'(a), act' in terms of h = act(a): (da, dh, h) -> da
+_tanh_grad_rows = rowmap(lambda e, xs: [e.mul(xs[1], e.sub(e.c(1.0), e.mul(xs[2], xs[2]))),
+                                        None, None])
+_sigmoid_grad_rows = rowmap(lambda e, xs: [e.mul(xs[1], e.mul(xs[2], e.sub(e.c(1.0), xs[2]))),
+                                           None, None])
 
-    tanh: ``1 - h**2``; sigmoid: ``h (1 - h)``; relu: ``h > 0`` (as PyTorch,
-    ``h <= 0`` blocks the gradient and NaN lets it through); identity: 1.
-    """
-    n = da.shape[0]
-    one = h.dtype.type(1.0)
-    zero = h.dtype.type(0.0)
+
+@jit_inline
+def activation_backward_p(da, d, dh, s, h, o, n, act):
+    """``da[d:d+n] = dh[s:s+n] * act'(a)`` on data pointers (``tiles._data``), with
+    ``act'`` written in terms of the output ``h[o:o+n] = act(a)`` (which is all backward
+    keeps): tanh ``1 - h**2``; sigmoid ``h (1 - h)``; relu ``h > 0`` (as PyTorch,
+    ``h <= 0`` blocks the gradient and NaN lets it through); identity 1. da may be dh
+    (in place)."""
     if act == TANH:
-        for j in range(n):
-            hj = h[j]
-            da[j] = dh[j] * (one - hj * hj)
+        _tanh_grad_rows((da, dh, h), (d, s, o), n)
+    elif act == SIGMOID:
+        _sigmoid_grad_rows((da, dh, h), (d, s, o), n)
     elif act == RELU:
         for j in range(n):
-            da[j] = zero if h[j] <= zero else dh[j]
-    elif act == SIGMOID:
+            da[d + j] = 0.0 if h[o + j] <= 0.0 else dh[s + j]
+    else:  # IDENTITY
         for j in range(n):
-            hj = h[j]
-            da[j] = dh[j] * (hj * (one - hj))
-    else:
-        for j in range(n):
-            da[j] = dh[j]
+            da[d + j] = dh[s + j]
+
+
+@jit_inline
+def activation_backward(da, dh, h, act):
+    """``activation_backward_p`` for 1-D rows: ``da[:] = dh * act'(a)``, h = act(a)."""
+    activation_backward_p(_data(da), 0, _data(dh), 0, _data(h), 0, da.shape[0], act)

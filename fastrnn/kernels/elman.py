@@ -27,10 +27,10 @@ import numpy as np
 from numba import prange
 
 from .._config import jit, jit_calls_parallel, jit_parallel
-from .activations import activate, activation_backward
+from .activations import activate, activation_backward, activation_backward_p
 from .grads import linear_grads
-from .linalg import (add_into, copy_into, copy_rows, outer_acc, zero_p,
-                     sum_windows, vecmat_t, window_entries, zero)
+from .linalg import (add_into, add_p, copy_into, copy_rows, outer_acc, zero_p, sum_windows_p,
+                     vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
 from .tiles import MR, _data, matmul, pack, pack_t, step_matmul
 from .rowvec import _row_stride, vecmat
@@ -126,18 +126,20 @@ def _backward_chunk(da, dh0, dout, dh_n, out, w_hh_p, lengths, r0, r1, act):
     T, B, H = out.shape
     dh = np.zeros((r1 - r0, H), out.dtype)  # dL/dh_t arriving from later steps
     da2 = da.reshape(T * B, H)  # row t*B + r is da[t, r]
+    # rows by pointer and offset (a row view takes and drops a reference)
+    pd, pdh, pdo, po = _data(da), _data(dh), _data(dout), _data(out)
     for t in range(T - 1, -1, -1):
         for r in range(r1 - r0):
             L = lengths[r0 + r]
+            i = t * B + r0 + r  # row of da, dout and out
             if t >= L:  # padding
-                zero(da[t, r0 + r])
+                zero_p(pd, i * H, H)
                 continue
-            dhr = dh[r]
-            add_into(dhr, dout[t, r0 + r])
+            add_p(pdh, r * H, pdo, i * H, H)
             if t == L - 1:
-                add_into(dhr, dh_n[r0 + r])  # h_n is the state at the row's last step
+                add_into(dh[r], dh_n[r0 + r])  # h_n is the state at the row's last step
             # h_t = act(a_t)  ->  da_t = (dout_t + dh_t) * act'(h_t)
-            activation_backward(da[t, r0 + r], dhr, out[t, r0 + r], act)
+            activation_backward_p(pd, i * H, pdh, r * H, po, i * H, H, act)
         # a_t = ... + W_hh h_{t-1}  ->  dh_{t-1} = da_t W_hh
         matmul(dh, 0, da2, t * B + r0, r1 - r0, w_hh_p, False)
     copy_rows(dh0[r0:r1], dh)
@@ -205,6 +207,7 @@ def _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh_p, lengths, r0, r1,
     R = r1 - r0
     g = np.empty((2, k, R, H), out.dtype)  # windows by age; g[p] at step s, g[1-p] at s-1
     g2 = g.reshape(2 * k * R, H)  # row (p*k + age)*R + r is g[p, age, r]
+    pg, pd, po = _data(g), _data(da), _data(out)  # rows by offset, as in _backward_chunk
     p = 0
     n_prop = 0
     for t in range(T - 1, -1, -1):
@@ -220,10 +223,12 @@ def _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh_p, lengths, r0, r1,
                 if t == L - 1:
                     add_into(gs[0, r], dh_n[r0 + r])  # dh_n enters with the last step's window
                 # h_t = act(a_t)  ->  e_a = g_a * act'(h_t) per live window;  da_t = sum_a e_a
-                h = out[t, r0 + r]
+                i = t * B + r0 + r  # row of da and out
+                w = (p * k * R + r) * H  # g[p, 0, r]; g[p, age, r] is R * H further per age
                 for age in range(n_live):
-                    activation_backward(gs[age, r], gs[age, r], h, act)
-                sum_windows(da[t, r0 + r], gs[:, r], n_live)
+                    activation_backward_p(pg, w + age * R * H, pg, w + age * R * H, po, i * H, H,
+                                          act)
+                sum_windows_p(pd, i * H, pg, w, R * H, n_live, H)
             if da_ages.shape[0] > 0:
                 for age in range(da_ages.shape[1]):
                     if age < n_live:

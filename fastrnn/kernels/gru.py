@@ -21,7 +21,7 @@ from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
 from .activations import rowmap, sigmoid_ir, tanh_ir
 from .grads import linear_grads
 from .linalg import (add_into, add_p, copy_into, copy_p, copy_rows, outer_acc, zero_p,
-                     sum_windows, vecmat_t, window_entries, zero)
+                     sum_windows, sum_windows_p, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
 from .tiles import MR, _data, matmul, pack, pack_t, step_matmul
 from .rowvec import _row_stride, vecmat
@@ -246,6 +246,10 @@ def _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w
     wh = np.empty((k, R, 3 * H), dgi.dtype)  # per-window gradients of gh
     gh2 = gh.reshape(2 * (k + 1) * R, H)  # row (p*(k+1) + age)*R + r is gh[p, age, r]
     wh2 = wh.reshape(k * R, 3 * H)  # row age*R + r is wh[age, r]
+    G = 3 * H
+    pi, ph, pwi, pwh, pgh, pa, pk, ph0, po = (_data(dgi), _data(dgh), _data(wi), _data(wh),
+                                              _data(gh), _data(gates), _data(ghn), _data(h0),
+                                              _data(out))
     p = 0
     n_prop = 0
     for t in range(T - 1, -1, -1):
@@ -253,6 +257,7 @@ def _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w
         n_live = window_entries(hs, dout, t, r0, r1, n_prop)
         for r in range(R):
             L = lengths[r0 + r]
+            i = t * B + r0 + r  # row of dgi, dgh, gates, ghn and out
             if t >= L:  # padding: nothing flows here
                 for a in range(n_live):
                     zero(wi[a, r])
@@ -261,12 +266,17 @@ def _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w
             else:
                 if t == L - 1:
                     add_into(hs[0, r], dh_n[r0 + r])  # dh_n enters with the row's last step
-                h_prev = h0[r0 + r] if t == 0 else out[t - 1, r0 + r]
-                for a in range(n_live):
-                    _cell_backward(wi[a, r], wh[a, r], gh[1 - p, a + 1, r], hs[a, r],
-                                   gates[t, r0 + r], ghn[t, r0 + r], h_prev, H)
-            sum_windows(dgi[t, r0 + r], wi[:, r], n_live)
-            sum_windows(dgh[t, r0 + r], wh[:, r], n_live)
+                pp, hp = (ph0, (r0 + r) * H) if t == 0 else (po, (i - B) * H)  # h_{t-1}
+                for a in range(n_live):  # window a's rows by offset (see _backward_chunk)
+                    w = (a * R + r) * G  # wi[a, r] and wh[a, r]
+                    hn = (((1 - p) * (k + 1) + a + 1) * R + r) * H  # gh[1 - p, a + 1, r]
+                    hw = ((p * (k + 1) + a) * R + r) * H  # gh[p, a, r]
+                    _cell_backward_rows((pwi, pwi, pwi, pwh, pwh, pwh, pgh, pgh, pa, pa, pa, pk,
+                                         pp),
+                                        (w, w + H, w + 2 * H, w, w + H, w + 2 * H, hn, hw, i * G,
+                                         i * G + H, i * G + 2 * H, i * H, hp), H)
+            sum_windows_p(pi, i * G, pwi, r * G, R * G, n_live, G)
+            sum_windows_p(ph, i * G, pwh, r * G, R * G, n_live, G)
             if dgi_ages.shape[0] > 0:
                 for a in range(dgi_ages.shape[1]):
                     if a < n_live:

@@ -69,6 +69,18 @@ def sum_windows(dst, win, n):
             dst[j] += w[j]
 
 
+@jit_inline
+def sum_windows_p(dst, d, src, s, stride, n, N):
+    """``sum_windows`` on data pointers: ``dst[d:d+N] = src[s:s+N] + src[s+stride:...]
+    + ...`` over n rows ``stride`` apart, in that order."""
+    for j in range(N):
+        dst[d + j] = src[s + j]
+    for a in range(1, n):
+        o = s + a * stride
+        for j in range(N):
+            dst[d + j] += src[o + j]
+
+
 @jit
 def zero(row):
     """``row[:] = 0`` for a 1-D array."""

@@ -24,7 +24,7 @@ from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
 from .activations import rowmap, sigmoid_ir, sigmoid_row, tanh, tanh_ir, tanh_row
 from .grads import linear_grads
 from .linalg import (add_into, add_p, copy_into, copy_p, copy_rows, outer_acc, zero_p,
-                     sum_windows, vecmat_t, window_entries, zero)
+                     sum_windows, sum_windows_p, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
 from .tiles import MR, _data, matmul, pack, pack_t, step_matmul
 from .rowvec import _row_stride, vecmat
@@ -298,6 +298,8 @@ def _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs
     gh2 = gh.reshape(2 * k * R, P)
     ga2 = ga.reshape(k * R, G)
     dm2 = dm.reshape(dm.shape[0] * R, H)
+    pd, pga, pgc, pgh, pdm, pg, pcs, pc0 = (_data(da), _data(ga), _data(gc), _data(gh),
+                                            _data(dm), _data(gates), _data(cs), _data(c0))
     p = 0
     n_prop = 0
     for t in range(T - 1, -1, -1):
@@ -324,17 +326,23 @@ def _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs
                 else:
                     zero(ms[t, r0 + r])
         for r in range(R):
+            i = t * B + r0 + r  # row of da, gates and cs
             if t >= lengths[r0 + r]:
                 for a in range(n_live):
                     zero(ga[a, r])
                     zero(gc[1 - p, a + 1, r])
             else:
-                c_prev = c0[r0 + r] if t == 0 else cs[t - 1, r0 + r]
-                for a in range(n_live):
-                    _cell_backward(ga[a, r], gc[1 - p, a + 1, r],
-                                   dm[a, r] if proj else hs[a, r], gc[p, a, r],
-                                   gates[t, r0 + r], cs[t, r0 + r], c_prev, H)
-            sum_windows(da[t, r0 + r], ga[:, r], n_live)
+                pp, po = (pc0, (r0 + r) * H) if t == 0 else (pcs, (i - B) * H)  # c_{t-1}
+                for a in range(n_live):  # window a's rows by offset (see _backward_chunk)
+                    w = (a * R + r) * G  # ga[a, r]
+                    cn = (((1 - p) * (k + 1) + a + 1) * R + r) * H  # gc[1 - p, a + 1, r]
+                    cw = ((p * (k + 1) + a) * R + r) * H  # gc[p, a, r]
+                    pm, mo = (pdm, (a * R + r) * H) if proj else (pgh, ((p * k + a) * R + r) * P)
+                    _cell_backward_rows((pga, pga, pga, pga, pgc, pm, pgc, pg, pg, pg, pg, pcs,
+                                         pp),
+                                        (w, w + H, w + 2 * H, w + 3 * H, cn, mo, cw, i * G,
+                                         i * G + H, i * G + 2 * H, i * G + 3 * H, i * H, po), H)
+            sum_windows_p(pd, i * G, pga, r * G, R * G, n_live, G)
             if da_ages.shape[0] > 0:
                 for a in range(da_ages.shape[1]):
                     if a < n_live:
