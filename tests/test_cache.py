@@ -170,7 +170,7 @@ from fastrnn.kernels import grads, tiles
 
 def compiled():
     return [sorted(str(args[0].dtype) for args in call.compiled.overloads)
-            for call in (tiles._matmul_call, grads._grad_columns_call)]
+            for call in (tiles._matmul_call, grads._grad_columns_call, grads._grad_rows_call)]
 
 print(compiled())
 x, w = np.ones((3, 1, 2), np.float32), np.ones((4, 2), np.float32)
@@ -184,7 +184,7 @@ print(compiled())
 @pytest.mark.slow
 def test_shared_products_compile_per_dtype_on_first_use(tmp_path):
     """The functions compiled once and called by symbol (the product, the weight
-    gradients' columns) compile when a kernel for their dtype first needs them, not at
+    gradients' two forms) compile when a kernel for their dtype first needs them, not at
     import, or all at once with compile_shared(); a later process loads what the disk
     cache holds at import."""
     import subprocess
@@ -201,8 +201,8 @@ def test_shared_products_compile_per_dtype_on_first_use(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         runs.append(proc.stdout.split("\n")[:3])
     cold, warm = runs
-    every = "[['float32', 'float64'], ['float32', 'float64']]"  # after compile_shared()
-    assert cold == ["[[], []]", "[['float32'], []]", every]  # a float32 forward: its product
+    every = str([["float32", "float64"]] * 3)  # after compile_shared()
+    assert cold == ["[[], [], []]", "[['float32'], [], []]", every]  # a float32 forward: its product
     assert warm == [every] * 3  # loaded at import
 
 

@@ -169,9 +169,11 @@ def test_par_matmul_is_the_product_in_any_block_split(shape, dtype):
 
 # (K, B, M, N, Q): one entry; odd sizes; K over 3 blocks of KC with h0's B rows spanning
 # the first block and part of the second, M over 3 panels (2 column blocks with 2
-# threads); no hidden term (Q = 0, as dW_hr)
+# threads); no hidden term (Q = 0, as dW_hr); the direct form (K < N + Q, and K < N, Q
+# for the GRU's own columns) in one block and in two, h0's rows spanning them
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1, 1), (7, 3, 5, 3, 2),
-                                   (3 * KC + 5, KC + 7, 2 * NR32 + 9, 40, 50), (300, 4, 37, 17, 0)],
+                                   (3 * KC + 5, KC + 7, 2 * NR32 + 9, 40, 50), (300, 4, 37, 17, 0),
+                                   (5, 2, 37, 17, 9), (KC + 5, KC + 3, 2 * NR32 + 9, 270, 300)],
                          ids=str)
 @pytest.mark.parametrize("shared", ["all", "none", "leading"])
 def test_linear_grads_against_numpy(shape, shared, dtype):
@@ -317,6 +319,40 @@ def test_weight_gradients_call_their_column_kernel_by_its_symbol(dtype):
     defined = [line for line in ir.splitlines() if line.startswith("define")]
     assert defined and not [line for line in defined if "_grad_columns" in line
                             or "_transpose_into" in line or "_pack_columns" in line]
+
+
+@njit
+def _both_forms(dc_a, dc_b, dbc, dr_a, dr_b, dbr, da, a_head, a_tail, b_head, b_tail):
+    j1 = da.shape[1]
+    Na, Nb = a_head.shape[1], b_head.shape[1]
+    mp, at, c, sums = grads._scratch(da, Na + Nb, 0, j1)
+    grads._grad_columns_call(dc_a, dc_b, dbc, da, a_head, a_tail, b_head, b_tail, mp, at, c,
+                             sums, 0, j1)
+    ap, bp, at = grads._row_scratch(da, Na, Nb, 0, j1)
+    grads._grad_rows_call(dr_a, dr_b, dbr, da, a_head, a_tail, b_head, b_tail, ap, bp, at, 0,
+                          j1)
+
+
+# (K, B, M, Na, Nb)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1, 1), (3 * KC + 5, KC + 7, 2 * NR32 + 9, 40, 50),
+                                   (KC + 5, 3, 37, 270, 0), (9, 0, 20, 3, 0)], ids=str)
+def test_both_forms_of_the_weight_gradients_give_the_same_bits(shape, dtype):
+    # the transposed and the direct form sum every entry in the same order (k order,
+    # one fused multiply-add each; the bias from the first row): linear_grads may pick
+    # either by shape. A column of -0.0 checks the sums' start.
+    K, B, M, Na, Nb = shape
+    rng = np.random.default_rng(3)
+    da = rng.standard_normal((K, M)).astype(dtype)
+    da[:, 0] = -0.0
+    a, b = rng.standard_normal((K, Na)).astype(dtype), rng.standard_normal((K, Nb)).astype(dtype)
+    outs = [[np.full(s, np.nan, dtype) for s in ((M, Na), (M, Nb), M)] for _ in range(2)]
+    _both_forms(*outs[0], *outs[1], da, a[:B], a[B:], b[:min(B, K)], b[min(B, K):])
+    for got, other in zip(*outs):
+        assert got.tobytes() == other.tobytes()
+    assert_close(outs[1][0], da.astype(np.float64).T @ a, dtype, scale=10)
+    assert_close(outs[1][1], da.astype(np.float64).T @ b, dtype, scale=10)
+    assert_close(outs[1][2], da.astype(np.float64).sum(0), dtype, scale=10)
+    assert np.signbit(outs[1][2][0])
 
 
 @njit

@@ -2,20 +2,33 @@
 register tiles of ``tiles.matmul``.
 
 For ``a = x W_x^T + h_prev W_h^T + b`` over all K = T*B rows, ``dW_x = da^T x`` and
-``dW_h = da^T h_prev``: products with a long inner dimension K and a small result.
-They run as the transposed product ``[x, h_prev]^T da`` ((N + Q) x K times K x M):
-``da`` is then the packed operand (a copy of row blocks, one pass) and ``x`` and
-``h_prev`` the rows, transposed a block of K at a time in registers, so that both
-terms share one packing of ``da`` and the bias sums ride along with it. Against the
-two GEMMs in SciPy's OpenBLAS it replaced (1 thread, the bench's shapes): LSTM small
-3.15 -> 2.62 ms, medium 15.1 -> 13.9, large_batch 290 -> 270, deepbench 6.7 -> 6.9,
-Elman large_batch 75 -> 70, tiny 0.106 -> 0.062, float64 LSTM small 8.1 -> 5.9
-(measured); and it keeps BLAS and its thread pool out of the kernels.
+``dW_h = da^T h_prev``: products with a long inner dimension K. Each runs in one of two
+forms, by shape:
 
-Summation order: every entry is ``0 + x[0, n] da[0, m] + x[1, n] da[1, m] + ...``, in
-k order, one fused multiply-add each; a bias entry ``da[0, m] + da[1, m] + ...``.
-Threads split the columns of ``da`` (blocks of whole panels), which never changes a
-sum: results are the same for any number of threads.
+- transposed (K >= N + Q: the sequence is longer than the gradients are wide): the
+  product ``[x, h_prev]^T da`` ((N + Q) x K times K x M), then its result transposed
+  into dW. ``da`` is the packed operand (a copy of row blocks, one pass) and ``x`` and
+  ``h_prev`` the rows, transposed a block of K at a time in registers, so that both
+  terms share one packing of ``da`` and the bias sums ride along with it. Against the
+  two GEMMs in SciPy's OpenBLAS it replaced (1 thread, the bench's shapes): LSTM small
+  3.15 -> 2.62 ms, medium 15.1 -> 13.9, large_batch 290 -> 270, Elman large_batch
+  75 -> 70, tiny 0.106 -> 0.062, float64 LSTM small 8.1 -> 5.9 (measured).
+- direct (K < N + Q): ``da^T [x, h_prev]``, the columns of ``da`` transposed a block of
+  K at a time (the bias sums ride along) and ``x``, ``h_prev`` packed: no result to
+  transpose. That pass over the (N + Q) x M result cost more than the rest of the
+  packing where K is short: deepbench LSTM (K = 400, M = 2048, N = Q = 512) 7.5 -> 7.0
+  ms, GRU 5.6 -> 5.2, Elman (K = 800) 42.7 -> 42.0 (measured, 1 thread). Where K is
+  long it loses (transposing ``da`` costs more than packing it; GRU small 2.5 -> 3.1
+  ms), and with N or Q under a panel's width it multiplies the panels' zero columns
+  (tiny 0.067 -> 0.10).
+
+Both keep BLAS and its thread pool out of the kernels.
+
+Summation order, either form: every entry is ``0 + x[0, n] da[0, m] + x[1, n] da[1, m]
++ ...``, in k order, one fused multiply-add each (so both give the same bits); a bias
+entry ``da[0, m] + da[1, m] + ...``. Threads split the columns of ``da`` (blocks of
+whole panels), which never changes a sum: results are the same for any number of
+threads.
 
 Dimension key: K = rows (T*B), M = columns of ``da`` (gate units), N and Q = columns
 of ``x`` and ``h_prev``.
@@ -34,24 +47,47 @@ from .tiles import (KC, VECTOR_BYTES, _aligned_panels, _data, _transpose_block, 
 
 
 @jit
-def _transpose_into(at, r0, c0, src, s0, kc):
-    # at[r0 + n, c0 + k] = src[s0 + k, n] for n < N, k < kc (at, src C-contiguous):
-    # W x W blocks transposed in registers, the edges element by element
-    N = src.shape[1]
+def _transpose_into(at, r0, c0, src, s0, kc, j0, j1, sums):
+    # at[r0 + n - j0, c0 + k] = src[s0 + k, n] for j0 <= n < j1, k < kc (at, src
+    # C-contiguous), and with a non-empty ``sums`` sums[n] += the same entries, in k
+    # order. W x W blocks transposed in registers, TRANSPOSE_ROWS rows of src at a
+    # time (those rows of the columns stay in L2: a strip of W columns down a few
+    # thousand rows evicted each line before the next strip used the rest of it), the
+    # edges element by element
+    M = src.shape[1]
     ld = at.shape[1]
     W = VECTOR_BYTES // src.itemsize
-    pa, ps = _data(at), _data(src)
-    nf = N // W * W
+    pa, ps, pu = _data(at), _data(src), _data(sums)
+    add = sums.shape[0] > 0
+    nf = j0 + (j1 - j0) // W * W
     kf = kc // W * W
-    for n0 in range(0, nf, W):
-        for k in range(0, kf, W):
-            _transpose_block(pa, (r0 + n0) * ld + c0 + k, ld, ps, (s0 + k) * N + n0, N)
+    for kb in range(0, kf, TRANSPOSE_ROWS):
+        for n0 in range(j0, nf, W):
+            for k in range(kb, min(kf, kb + TRANSPOSE_ROWS), W):
+                _transpose_block(pa, (r0 + n0 - j0) * ld + c0 + k, ld, ps, (s0 + k) * M + n0,
+                                 M)
+                if add:
+                    for i in range(W):
+                        o = (s0 + k + i) * M + n0
+                        for j in range(W):
+                            pu[n0 + j] += ps[o + j]
+    for n0 in range(j0, nf, W):
         for k in range(kf, kc):
             for i in range(W):
-                at[r0 + n0 + i, c0 + k] = src[s0 + k, n0 + i]
-    for n in range(nf, N):
+                v = ps[(s0 + k) * M + n0 + i]
+                pa[(r0 + n0 - j0 + i) * ld + c0 + k] = v
+                if add:
+                    pu[n0 + i] += v
+    for n in range(nf, j1):
         for k in range(kc):
-            at[r0 + n, c0 + k] = src[s0 + k, n]
+            v = ps[(s0 + k) * M + n]
+            pa[(r0 + n - j0) * ld + c0 + k] = v
+            if add:
+                pu[n] += v
+
+
+#: Rows of src per pass of ``_transpose_into``.
+TRANSPOSE_ROWS = 64
 
 
 @jit
@@ -115,6 +151,7 @@ def _grad_columns(dw_a, dw_b, db, da, a_head, a_tail, b_head, b_tail, mp, at, c,
     # from row Na), from one call site: every call site of a transpose is its own
     # unrolled copy (with six, 3.4 s of compilation per dtype; with two, ~1.1 s)
     srcs = (a_head, a_tail, b_head, b_tail)
+    no_sums = np.empty(0, da.dtype)
     for k0 in range(0, K, KC):
         kc = min(KC, K - k0)
         _pack_columns(mp, sums, da, k0, kc, j0, j1, k0 == 0)
@@ -125,16 +162,18 @@ def _grad_columns(dw_a, dw_b, db, da, a_head, a_tail, b_head, b_tail, mp, at, c,
             lo = max(k0, s)
             hi = min(k0 + kc, s + src.shape[0])
             if lo < hi:
-                _transpose_into(a, 0 if q < 2 else Na, lo - k0, src, lo - s, hi - lo)
+                _transpose_into(a, 0 if q < 2 else Na, lo - k0, src, lo - s, hi - lo, 0,
+                                src.shape[1], no_sums)
         matmul(c, 0, a, 0, R, mp, k0 > 0)
     # dw_a[j0 + m, n] = c[n, m], dw_b[j0 + m, n] = c[Na + n, m]
     outs = (dw_a, dw_b)
     for q in range(2):
-        _transpose_into(outs[q], j0, 0, c, q * Na, outs[q].shape[1])
+        _transpose_into(outs[q], j0, 0, c, q * Na, outs[q].shape[1], 0, c.shape[1], no_sums)
     copy_into(db[j0:j1], sums)
 
 
-#: Version of ``_grad_columns``'s signature, in its symbol: bump it when it changes.
+#: Version of the signatures of ``_grad_columns`` and ``_grad_rows``, in their symbols:
+#: bump it when one changes.
 _GRAD_ABI = 1
 
 _grad_columns_call = compiled_once("fastrnn_grads_columns_{}_v%d" % _GRAD_ABI,
@@ -151,18 +190,84 @@ def _scratch(da, R, j0, j1):
 
 
 @jit
+def _pack_rows(mp, head, tail, k0, kc):
+    # mp[p, k, :] = row k0 + k of [head; tail], columns p*NR .. (p+1)*NR, for k < kc:
+    # ``tiles.pack`` of a block of rows (the last panel's columns past N stay as they
+    # are: zeros)
+    P, KP, NR = mp.shape
+    N = head.shape[1]
+    Pf = N // NR
+    pm, ph, pt = _data(mp), _data(head), _data(tail)
+    for k in range(kc):
+        r = k0 + k
+        ps, o = (ph, r * N) if r < head.shape[0] else (pt, (r - head.shape[0]) * N)
+        for p in range(Pf):
+            d = (p * KP + k) * NR
+            for j in range(NR):
+                pm[d + j] = ps[o + p * NR + j]
+        if Pf < P:
+            d = (Pf * KP + k) * NR
+            for j in range(N - Pf * NR):
+                pm[d + j] = ps[o + Pf * NR + j]
+
+
+def _grad_rows(dw_a, dw_b, db, da, a_head, a_tail, b_head, b_tail, ap, bp, at, j0, j1):
+    """``_grad_columns`` in the direct form: rows j0..j1-1 of dw_a and dw_b are the
+    products of da[:, j0:j1]^T (transposed a block of KC rows at a time, the sums of
+    db riding along) with the packed a and b. Scratch (from ``_row_scratch``): ap, bp
+    (panels of Na and Nb columns, KC, NR), at ((j1 - j0) * KC,)."""
+    K = da.shape[0]
+    n = j1 - j0
+    for j in range(j0, j1):
+        db[j] = -0.0  # -0.0 + v is v, bit for bit: the sums start from the first row
+    for k0 in range(0, K, KC):
+        kc = min(KC, K - k0)
+        _pack_rows(ap, a_head, a_tail, k0, kc)
+        _pack_rows(bp, b_head, b_tail, k0, kc)
+        a = at[: n * kc].reshape((n, kc))
+        _transpose_into(a, 0, 0, da, k0, kc, j0, j1, db)
+        matmul(dw_a, j0, a, 0, n, ap, k0 > 0)
+        matmul(dw_b, j0, a, 0, n, bp, k0 > 0)
+
+
+_ROW_SIGNATURES = {dt: types.void(*([_array(dt, 2)] * 2), _array(dt, 1),
+                                  *([_array(dt, 2)] * 5), *([_array(dt, 3)] * 2),
+                                  _array(dt, 1), types.intp, types.intp)
+                   for dt in (types.float32, types.float64)}
+
+_grad_rows_call = compiled_once("fastrnn_grads_rows_{}_v%d" % _GRAD_ABI,
+                                _ROW_SIGNATURES)(_grad_rows)
+
+
+@jit
+def _row_scratch(da, Na, Nb, j0, j1):
+    # the buffers of _grad_rows for columns j0..j1-1 of da, Na and Nb columns of a, b
+    NR = panel_width(da.itemsize)
+    return (_aligned_panels(-(-Na // NR), KC, NR, Na, da),
+            _aligned_panels(-(-Nb // NR), KC, NR, Nb, da), np.empty((j1 - j0) * KC, da.dtype))
+
+
+@jit
 def _columns(dw_a, dw_b, db, da, a_head, a_tail, b_head, b_tail, j0, j1):
-    mp, at, c, sums = _scratch(da, a_head.shape[1] + b_head.shape[1], j0, j1)
-    _grad_columns_call(dw_a, dw_b, db, da, a_head, a_tail, b_head, b_tail, mp, at, c, sums,
-                       j0, j1)
+    # dw_a, dw_b, db for columns j0..j1-1 of da, in the form for the shape (see above):
+    # direct where the result (Na + Nb rows) outgrows da's K
+    Na, Nb = a_head.shape[1], b_head.shape[1]
+    if da.shape[0] < Na + Nb:
+        ap, bp, at = _row_scratch(da, Na, Nb, j0, j1)
+        _grad_rows_call(dw_a, dw_b, db, da, a_head, a_tail, b_head, b_tail, ap, bp, at, j0,
+                        j1)
+    else:
+        mp, at, c, sums = _scratch(da, Na + Nb, j0, j1)
+        _grad_columns_call(dw_a, dw_b, db, da, a_head, a_tail, b_head, b_tail, mp, at, c,
+                           sums, j0, j1)
 
 
 @jit
 def column_blocks(M, R, K, itemsize, serial):
     """Columns per task when the M columns of ``da`` are split among the threads: whole
     panels, at least MIN_WORK multiply-adds per task (R rows of the result, K inner);
-    all M in one block serially or with one thread. Each task transposes all R x K
-    rows for itself, a pass as costly as ~20 of its columns' products."""
+    all M in one block serially or with one thread. Each task transposes (or packs)
+    all R x K rows for itself, a pass as costly as ~20 of its columns' products."""
     NR = panel_width(itemsize)
     panels = -(-M // NR)
     threads = 1 if serial else min(MAX_CHUNKS, _num_threads())
@@ -180,9 +285,9 @@ def linear_grads(dw_x, dw_h, db_x, db_h, da_x, da_h, shared, x, h_head, h_tail, 
     dw_x (M, N), dw_h (M, Q), db_x, db_h (M,) written; da_x, da_h (K, M); x (K, N);
     h_head (B, Q); h_tail (K - B, Q); all C-contiguous, K >= 1. ``shared``: the
     number of leading columns in which da_h equals da_x (M when da_h is da_x; the
-    GRU's hidden term differs in its candidate's columns only): there both terms are
-    one product ``[x, h_prev]^T da_x`` and db_h is a copy of db_x; da_h's own columns
-    are read from ``shared`` on.
+    GRU's hidden term differs in its candidate's columns only): there both terms share
+    one packing (or transposition) of da_x and db_h is a copy of db_x; da_h's own
+    columns are read from ``shared`` on.
 
     Tasks: blocks of the shared columns (``column_blocks``), then for each block of the
     others its x-term and its h-term, dealt to the threads by cost (``balance``).
