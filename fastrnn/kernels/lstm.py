@@ -199,10 +199,11 @@ def _cell_backward(da, dc_prev, dm, dc, a, c, c_prev, H):
 
 
 @jit_inline
-def _m_row(m, a, c, H):
-    # m_t = o * tanh(c_t), recomputed for dW_hr
+def _m_row(pm, m, pa, a, pc, c, H):
+    # m_t = o * tanh(c_t), recomputed for dW_hr: m, a (the gates' row), c offsets into
+    # the data pointers pm, pa, pc
     for j in range(H):
-        m[j] = a[3 * H + j] * tanh(c[j])
+        pm[m + j] = pa[a + 3 * H + j] * tanh(pc[c + j])
 
 
 @jit
@@ -220,6 +221,7 @@ def _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh
     # rows by pointer and offset (see gru._forward_chunk)
     pd, pdh, pdc, pdm, pdo, pg, pcs, pc0 = (_data(da), _data(dh), _data(dc), _data(dm),
                                             _data(dout), _data(gates), _data(cs), _data(c0))
+    pms = _data(ms)
     for t in range(T - 1, -1, -1):
         for r in range(R):
             L = lengths[r0 + r]
@@ -232,10 +234,11 @@ def _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh
             copy_rows(dhs[t, r0:r1], dh)
             matmul(dm, 0, dh, 0, R, w_hr_p, False)
             for r in range(R):
+                i = t * B + r0 + r
                 if t < lengths[r0 + r]:
-                    _m_row(ms[t, r0 + r], gates[t, r0 + r], cs[t, r0 + r], H)
+                    _m_row(pms, i * H, pg, i * G, pcs, i * H, H)
                 else:
-                    zero(ms[t, r0 + r])
+                    zero_p(pms, i * H, H)
         for r in range(R):
             i = t * B + r0 + r  # row of da, gates and cs
             if t >= lengths[r0 + r]:  # padding (dh, dc of the row are still zero)
@@ -300,6 +303,7 @@ def _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs
     dm2 = dm.reshape(dm.shape[0] * R, H)
     pd, pga, pgc, pgh, pdm, pg, pcs, pc0 = (_data(da), _data(ga), _data(gc), _data(gh),
                                             _data(dm), _data(gates), _data(cs), _data(c0))
+    pdhs, pms = _data(dhs), _data(ms)
     p = 0
     n_prop = 0
     for t in range(T - 1, -1, -1):
@@ -320,11 +324,13 @@ def _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs
         if proj:  # h_t = W_hr m_t
             matmul(dm2, 0, gh2, p * k * R, n_live * R, w_hr_p, False)
             for r in range(R):
-                sum_windows(dhs[t, r0 + r], hs[:, r], n_live)  # the total dL/dh_t, for dW_hr
+                i = t * B + r0 + r
+                # the total dL/dh_t, for dW_hr
+                sum_windows_p(pdhs, i * P, pgh, (p * k * R + r) * P, R * P, n_live, P)
                 if t < lengths[r0 + r]:
-                    _m_row(ms[t, r0 + r], gates[t, r0 + r], cs[t, r0 + r], H)
+                    _m_row(pms, i * H, pg, i * G, pcs, i * H, H)
                 else:
-                    zero(ms[t, r0 + r])
+                    zero_p(pms, i * H, H)
         for r in range(R):
             i = t * B + r0 + r  # row of da, gates and cs
             if t >= lengths[r0 + r]:
