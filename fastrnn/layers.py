@@ -358,9 +358,9 @@ class _RNNBase:
         if not isinstance(cache, LayerCache) or cache.layer is not self:
             raise TypeError(f"{fn}: cache must be the LayerCache returned by this layer's "
                             f"forward, got {type(cache).__name__}")
-        for layer_caches in cache.caches:
-            for c in layer_caches:
-                _check_unmodified(fn, c)
+        # every layer's cache checked before any work; each gives its weights packed
+        packs = [[_check_unmodified(fn, c) for c in layer_caches]
+                 for layer_caches in cache.caches]
         T, B, L, D, P, H = cache.T, cache.B, self.num_layers, self.num_directions, self._P, \
             self.hidden_size
         k = v.check_truncate(fn, truncate)
@@ -397,7 +397,8 @@ class _RNNBase:
                     if d == 1:
                         d_out = _reverse(d_out, cache.lengths)
                     g = self._cell_backward(cache.caches[layer][d], d_out[:, None], dh[i],
-                                            None if dc is None else dc[i], None, False)[0]
+                                            None if dc is None else dc[i], None, False,
+                                            packs[layer][d])[0]
                     self._collect(grads, g, layer, suffix, dh0, dc0, i)
                     dx = g.dx if d == 0 else _reverse(g.dx, cache.lengths)
                     d_in = dx if d_in is None else d_in + dx
@@ -409,7 +410,8 @@ class _RNNBase:
             d_ages = dout[:, None]  # (T, 1, B, P): everything enters the top layer fresh
             for layer in range(L - 1, -1, -1):
                 g, dx_ages = self._cell_backward(cache.caches[layer][0], d_ages, dh[layer],
-                                                 None if dc is None else dc[layer], k, layer > 0)
+                                                 None if dc is None else dc[layer], k, layer > 0,
+                                                 packs[layer][0])
                 self._collect(grads, g, layer, "", dh0, dc0, layer)
                 if layer > 0:
                     if dx_ages is None:  # B = 0
@@ -428,12 +430,12 @@ class _RNNBase:
             dx = dx.transpose(1, 0, 2)
         return LayerGrads(dx, dh0 if dc0 is None else (dh0, dc0), params)
 
-    def _cell_backward(self, cache, dout_ages, dh_n, dc_n, k, want_ages):
+    def _cell_backward(self, cache, dout_ages, dh_n, dc_n, k, want_ages, packs):
         if self._kind == "elman":
-            return _elman_run_backward(cache, dout_ages, dh_n, k, want_ages)
+            return _elman_run_backward(cache, dout_ages, dh_n, k, want_ages, packs)
         if self._kind == "lstm":
-            return _lstm_run_backward(cache, dout_ages, dh_n, dc_n, k, want_ages)
-        return _gru_run_backward(cache, dout_ages, dh_n, k, want_ages)
+            return _lstm_run_backward(cache, dout_ages, dh_n, dc_n, k, want_ages, packs)
+        return _gru_run_backward(cache, dout_ages, dh_n, k, want_ages, packs)
 
     def _collect(self, grads, g, layer, suffix, dh0, dc0, i):
         grads[f"weight_ih_l{layer}{suffix}"] = g.dw_ih

@@ -21,6 +21,7 @@ def test_truncated_kernel_with_window_T_equals_full_bptt(nonlinearity, dtype):
     dout = np.random.default_rng(2).standard_normal(out.shape).astype(dtype)
     act = kernels.activations.ACTIVATIONS[nonlinearity]
     w = cache.inputs
+    w_hh_p = kernels.tiles.pack(w.w_hh)
 
     def run(k):
         da = np.empty_like(out)
@@ -28,10 +29,11 @@ def test_truncated_kernel_with_window_T_equals_full_bptt(nonlinearity, dtype):
         dh_n = np.zeros_like(w.h0)
         lengths = np.full(B, T, np.int64)
         if k is None:
-            kernels.elman_backward_recurrence(da, dh0, dout, dh_n, out, w.w_hh, act, lengths, False)
+            kernels.elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh_p, act, lengths,
+                                              False)
         else:
             kernels.elman_truncated_recurrence(da, np.empty((0, k, B, H), dtype), dh0,
-                                               dout[:, None], dh_n, out, w.w_hh, act, k, lengths,
+                                               dout[:, None], dh_n, out, w_hh_p, act, k, lengths,
                                                False)
         return da, dh0
 

@@ -351,7 +351,7 @@ def test_length_one_axes_with_odd_strides(name):
         assert np.array_equal(g[n], g2[n])
 
 
-@pytest.mark.parametrize("target", ["out", "x", "w_hh", "h0", "b_hh"])
+@pytest.mark.parametrize("target", ["out", "x", "w_ih", "w_hh", "h0", "b_hh"])
 @pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
 def test_backward_refuses_a_cache_whose_arrays_were_modified(name, target):
     cell = CELLS[name]
@@ -362,6 +362,18 @@ def test_backward_refuses_a_cache_whose_arrays_were_modified(name, target):
     fn = {"elman": "elman_backward", "lstm": "lstm_backward", "gru": "gru_backward"}[cell.kind]
     with pytest.raises(ValueError, match=f"{fn}: {target} changed after the forward call"):
         cell.backward(cache, np.ones_like(out), {})
+
+
+@pytest.mark.parametrize("target", ["w_ih", "w_hh", "w_hr"])
+@pytest.mark.parametrize("truncate", [None, 2])
+def test_backward_refuses_modified_weights_of_a_projected_lstm(target, truncate):
+    # the weights' checksums are taken while packing them (forward and backward)
+    cell = CELLS["lstm_proj"]
+    p = cell.make(4, 3, 2, 5)
+    out, fin, cache = cell.forward(p)
+    p[target][-1, -1] = -p[target][-1, -1]
+    with pytest.raises(ValueError, match=f"lstm_backward: {target} changed after the forward"):
+        fastrnn.lstm_backward(cache, np.ones_like(out), truncate=truncate)
 
 
 def test_layer_backward_refuses_parameters_updated_before_backward():

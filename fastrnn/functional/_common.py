@@ -258,12 +258,13 @@ def _checkpoint_steps(fn, checkpoint, cache, inp):
     return k
 
 
-def _checkpointed_backward(cache, dout, finals, segment_cache, run_backward):
+def _checkpointed_backward(cache, dout, finals, segment_cache, run_backward, packs):
     """Backward from a checkpointed cache: segment by segment, the last first. Each
     segment's forward is recomputed from its saved start state, and the ordinary backward
     runs on it with the gradient carried out of the later segment as its final-state
     gradient; dx is filled in place and the weight gradients are summed over segments.
-    Memory: one segment's gates and gradients instead of the whole sequence's."""
+    Memory: one segment's gates and gradients instead of the whole sequence's. ``packs``:
+    the weights packed for backward (``_check_unmodified``), shared by all segments."""
     inp = cache.inputs
     T, B, I = inp.x.shape
     dx = np.empty((T, B, I), inp.dtype)
@@ -271,7 +272,8 @@ def _checkpointed_backward(cache, dout, finals, segment_cache, run_backward):
     sums = {}
     for i in range(len(segments) - 1, -1, -1):
         t0, t1 = segments[i]
-        g = run_backward(segment_cache(cache, i, t0, t1), dout[t0:t1], *finals, None, False)[0]
+        g = run_backward(segment_cache(cache, i, t0, t1), dout[t0:t1], *finals, None, False,
+                         packs)[0]
         dx[t0:t1] = g.dx
         finals = (g.dh0, g.dc0) if hasattr(g, "dc0") else (g.dh0,)
         for f in dataclasses.fields(g):
@@ -299,12 +301,20 @@ def _sum_ages(dout):
     return dout[:, 0] if dout.shape[1] == 1 else np.ascontiguousarray(dout.sum(axis=1))
 
 
-def _packed_weights(inp):
-    # W_ih and W_hh packed for the tiles (tiles.pack_t), once per call (a forward runs
-    # as one projection and one recurrence per chunk of steps), or by pack_weight
-    p_ih, p_hh, _ = inp.packed
-    return (_tiles.pack_t(inp.w_ih) if p_ih is None else p_ih,
-            _tiles.pack_t(inp.w_hh) if p_hh is None else p_hh)
+def _packed_weights(inp, summed=False):
+    """W_ih and W_hh packed for the tiles (tiles.pack_t), once per call (a forward runs
+    as one projection and one recurrence per chunk of steps), or by pack_weight; and,
+    with ``summed``, the checksums of those packed here, taken while packing (name ->
+    checksum, for ``_fingerprint``)."""
+    packs, known = [], {}
+    for name, w, p in (("w_ih", inp.w_ih, inp.packed[0]), ("w_hh", inp.w_hh, inp.packed[1])):
+        if p is None and summed:
+            p, s = _tiles.pack_t_summed(w)
+            known[name] = int(s)
+        elif p is None:
+            p = _tiles.pack_t(w)
+        packs.append(p)
+    return packs[0], packs[1], known
 
 
 def _project(gates, x, w_ih_p, serial):
@@ -316,28 +326,29 @@ def _project(gates, x, w_ih_p, serial):
 
 
 def _input_and_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, da_x, da_h, shared, inp, out,
-                            serial):
+                            w_ih_p, serial):
     """The whole-sequence products of backward, after the recurrence:
     a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh  ->  dx_t = da_t W_ih,
     dW_ih = sum_t da_t^T x_t, dW_hh = sum_t da_h_t^T h_{t-1} (h_{-1} = h0),
     db_ih = sum da_t, db_hh = sum da_h_t (da_h differs from da_x only for the GRU, in
-    the columns from ``shared`` on)."""
+    the columns from ``shared`` on). w_ih_p = tiles.pack(W_ih) (``_check_unmodified``)."""
     T, B, I = inp.x.shape
     G = da_x.shape[2]
     TB = T * B
     da2 = da_x.reshape(TB, G)
-    _parallel.par_matmul(dx.reshape(TB, I), da2, _tiles.pack(inp.w_ih), serial)
+    _parallel.par_matmul(dx.reshape(TB, I), da2, w_ih_p, serial)
     _grads.linear_grads(dw_ih, dw_hh, db_ih, db_hh, da2, da_h.reshape(TB, G), shared,
                         inp.x.reshape(TB, I), inp.h0, out.reshape(TB, out.shape[2])[: TB - B],
                         serial)
 
 
-def _ages_through(da_ages, w_ih, serial):
-    # per-age gradient on the input x: da_ages (T, k, B, G) @ W_ih (G, I) -> (T, k, B, I)
+def _ages_through(da_ages, w_ih, w_ih_p, serial):
+    # per-age gradient on the input x: da_ages (T, k, B, G) @ W_ih (G, I) -> (T, k, B, I);
+    # w_ih_p = tiles.pack(W_ih)
     T, k, B, G = da_ages.shape
     dx = np.empty((T, k, B, w_ih.shape[1]), da_ages.dtype)
-    _parallel.par_matmul(dx.reshape(T * k * B, -1), da_ages.reshape(T * k * B, G),
-                         _tiles.pack(w_ih), serial)
+    _parallel.par_matmul(dx.reshape(T * k * B, -1), da_ages.reshape(T * k * B, G), w_ih_p,
+                         serial)
     return dx
 
 
@@ -355,14 +366,17 @@ def _checksum(a):
     change to any element changes it, short of changes that cancel exactly)."""
     if a is None or a.size == 0:
         return 0
-    return int(_linalg.bits_sum(a.reshape(-1).view(np.uint32 if a.itemsize == 4 else np.uint64)))
+    return int(_linalg.bits_sum(a.reshape(-1)))
 
 
-def _fingerprint(inp, out):
+def _fingerprint(inp, out, known=None):
     """Checksums of everything a backward reads that the caller can reach: the
-    inputs (or fastrnn's converted copies of them) and ``out``."""
-    return tuple(_checksum(a) for a in (inp.x, inp.h0, inp.c0, inp.w_ih, inp.w_hh, inp.b_ih,
-                                        inp.b_hh, inp.w_hr, out))
+    inputs (or fastrnn's converted copies of them) and ``out``. ``known``: name ->
+    checksum already taken (while packing a weight: reading a large matrix from memory
+    once more cost 1-2% of an LSTM training step)."""
+    known = known or {}
+    return tuple(known[n] if n in known else _checksum(out if n == "out" else getattr(inp, n))
+                 for n in _FINGERPRINTED)
 
 
 _FINGERPRINTED = ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr", "out")
@@ -372,17 +386,29 @@ def _check_cache(fn, cache, cls):
     if not isinstance(cache, cls):
         raise TypeError(f"{fn}: cache must be the {cls.__name__} returned by the forward "
                         f"call with cache=True, got {type(cache).__name__}")
-    _check_unmodified(fn, cache)
+    return _check_unmodified(fn, cache)
 
 
 def _check_unmodified(fn, cache):
-    """The arrays a cache refers to must be as the forward left them."""
-    now = _fingerprint(cache.inputs, cache.out)
+    """The arrays a cache refers to must be as the forward left them. Returns the
+    weights packed for backward (tiles.pack of W_ih, W_hh and W_hr, or None without a
+    projection), whose checksums are taken while packing them."""
+    inp = cache.inputs
+    packs, known = [], {}
+    for name in ("w_ih", "w_hh", "w_hr"):
+        w = getattr(inp, name)
+        p = None
+        if w is not None:
+            p, s = _tiles.pack_summed(w)
+            known[name] = int(s)
+        packs.append(p)
+    now = _fingerprint(inp, cache.out, known)
     if now != cache.fingerprint:
         changed = [n for n, a, b in zip(_FINGERPRINTED, now, cache.fingerprint) if a != b]
         raise ValueError(f"{fn}: {', '.join(changed)} changed after the forward call that made "
                          f"this cache (modified in place?); the gradient would be wrong: run "
                          f"the forward again, or copy arrays before modifying them")
+    return tuple(packs)
 
 
 def _check_no_truncation(fn, cache, k):
@@ -393,8 +419,9 @@ def _check_no_truncation(fn, cache, k):
 
 
 def _start_backward(fn, cache, cls, dout, dh_n, truncate, dc_n=None, lstm=False):
-    """The checks every backward shares; returns (inputs, dout, dh_n, dc_n, k)."""
-    _check_cache(fn, cache, cls)
+    """The checks every backward shares; returns (inputs, dout, dh_n, dc_n, k, packs),
+    packs as ``_check_unmodified``'s."""
+    packs = _check_cache(fn, cache, cls)
     inp = cache.inputs
     T, B, I, H, P = inp.shape
     p = "P" if inp.w_hr is not None else "H"
@@ -402,4 +429,4 @@ def _start_backward(fn, cache, cls, dout, dh_n, truncate, dc_n=None, lstm=False)
     dh_n = _check_grad_arg(fn, "dh_n", dh_n, f"(B, {p})", (B, P), inp.dtype)
     if lstm:
         dc_n = _check_grad_arg(fn, "dc_n", dc_n, "(B, H)", (B, H), inp.dtype)
-    return inp, dout, dh_n, dc_n, v.check_truncate(fn, truncate)
+    return inp, dout, dh_n, dc_n, v.check_truncate(fn, truncate), packs

@@ -99,7 +99,7 @@ def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", 
     out = _out_buffer(fn, inp, keep_out, cache, H, 1)
     h_n = inp.h0.copy()
     b, act = _summed_bias(inp), ACTIVATIONS[nonlinearity]
-    w_ih_p, w_hh_p = _packed_weights(inp)
+    w_ih_p, w_hh_p, known = _packed_weights(inp, summed=cache)
     with kernel_launch() as serial:
         for t0, t1 in _chunks(T, out.shape[0]) if B else ():
             h = h_n.copy()  # the state carried into this chunk
@@ -108,7 +108,8 @@ def elman_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", 
             _elman.elman_recurrence(o, h_n, h, w_hh_p, b, act, _lengths_in(inp, t0, t1), serial)
     if not keep_out:
         return None, h_n, None
-    return out, h_n, (ElmanCache(inp, out, nonlinearity, _fingerprint(inp, out)) if cache else None)
+    return out, h_n, (ElmanCache(inp, out, nonlinearity, _fingerprint(inp, out, known))
+                      if cache else None)
 
 
 def elman_backward(cache, dout, dh_n=None, truncate=None):
@@ -146,22 +147,26 @@ def elman_backward(cache, dout, dh_n=None, truncate=None):
     >>> g.dx.shape, g.dw_hh.shape, g.db_ih.shape
     ((6, 2, 3), (4, 4), (4,))
     """
-    inp, dout, dh_n, _, k = _start_backward("elman_backward", cache, ElmanCache, dout, dh_n,
+    inp, dout, dh_n, _, k, packs = _start_backward("elman_backward", cache, ElmanCache, dout,
+                                                   dh_n,
                                             truncate)
     T, B, _, H, _ = inp.shape
-    return _elman_run_backward(cache, dout.reshape(T, 1, B, H), dh_n, k, False)[0]
+    return _elman_run_backward(cache, dout.reshape(T, 1, B, H), dh_n, k, False, packs)[0]
 
 
-def _elman_run_backward(cache, dout, dh_n, k, want_ages):
-    """Backward from checked arguments, dout (T, A, B, H) by age; returns the gradients
-    and, with ``want_ages`` and truncation, dL/dx by age (T, k, B, I) for a stack."""
+def _elman_run_backward(cache, dout, dh_n, k, want_ages, packs):
+    """Backward from checked arguments, dout (T, A, B, H) by age, and the weights packed
+    by ``_check_unmodified``; returns the gradients and, with ``want_ages`` and
+    truncation, dL/dx by age (T, k, B, I) for a stack."""
     inp = cache.inputs
     T, B, I, H, _ = inp.shape
-    dx = np.zeros((T, B, I), inp.dtype)
-    dh0 = np.zeros((B, H), inp.dtype)
-    dw_ih = np.zeros((H, I), inp.dtype)
-    dw_hh = np.zeros((H, H), inp.dtype)
-    db = np.zeros(H, inp.dtype)
+    w_ih_p, w_hh_p, _ = packs
+    new = np.empty if T and B else np.zeros  # the kernels write every entry
+    dx = new((T, B, I), inp.dtype)
+    dh0 = new((B, H), inp.dtype)
+    dw_ih = new((H, I), inp.dtype)
+    dw_hh = new((H, H), inp.dtype)
+    db = new(H, inp.dtype)
     dx_ages = None
     if T == 0:
         dh0[...] = dh_n  # h_n is h0
@@ -171,15 +176,15 @@ def _elman_run_backward(cache, dout, dh_n, k, want_ages):
         with kernel_launch() as serial:
             if k is None or k >= T:
                 _elman.elman_backward_recurrence(da, dh0, _sum_ages(dout), dh_n, cache.out,
-                                                 inp.w_hh, act, inp.lengths, serial)
+                                                 w_hh_p, act, inp.lengths, serial)
             else:
                 da_ages = np.empty((T if want_ages else 0, k, B, H), inp.dtype)
                 _elman.elman_truncated_recurrence(da, da_ages, dh0, dout, dh_n, cache.out,
-                                                  inp.w_hh, act, k, inp.lengths, serial)
+                                                  w_hh_p, act, k, inp.lengths, serial)
                 if want_ages:
-                    dx_ages = _ages_through(da_ages, inp.w_ih, serial)
+                    dx_ages = _ages_through(da_ages, inp.w_ih, w_ih_p, serial)
             _input_and_weight_grads(dx, dw_ih, dw_hh, db, np.empty_like(db), da, da, H, inp,
-                                    cache.out, serial)
+                                    cache.out, w_ih_p, serial)
     has_bias = inp.b_ih is not None
     return ElmanGrads(dx, dh0, dw_ih, dw_hh, db if has_bias else None,
                       db.copy() if has_bias else None), dx_ages

@@ -100,21 +100,21 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True, lengths=Non
     gates = np.empty(shape, inp.dtype) if every else _scratch("gates", shape, inp.dtype)
     ghn = np.empty((T if every else 0, B, H), inp.dtype)
     h_n = inp.h0.copy()
-    _gru_run_forward(out, h_n, gates, ghn, inp, _chunks(T, steps) if B else [])
+    known = _gru_run_forward(out, h_n, gates, ghn, inp, _chunks(T, steps) if B else [], cache)
     if not cache:
         return out if keep_out else None, h_n, None
     return out, h_n, GRUCache(inp, out, None if ck else gates, None if ck else ghn,
-                              _fingerprint(inp, out), ck)
+                              _fingerprint(inp, out, known), ck)
 
 
-def _gru_run_forward(out, h_n, gates, ghn, inp, chunks):
+def _gru_run_forward(out, h_n, gates, ghn, inp, chunks, summed=False):
     """The forward in chunks of steps; h_n holds the initial state on entry; ghn (T, B, H)
-    or (0, B, H)."""
+    or (0, B, H). Returns the weights' checksums taken while packing them (``summed``)."""
     H = out.shape[2]
     b_ih, b_hh = inp.b_ih, inp.b_hh
     if b_ih is None:
         b_ih = b_hh = np.zeros(3 * H, inp.dtype)
-    w_ih_p, w_hh_p = _packed_weights(inp)
+    w_ih_p, w_hh_p, known = _packed_weights(inp, summed)
     with kernel_launch() as serial:
         for t0, t1 in chunks:
             h = h_n.copy()
@@ -122,6 +122,7 @@ def _gru_run_forward(out, h_n, gates, ghn, inp, chunks):
             _gru.gru_recurrence(_out_chunk(out, inp.x.shape[0], t0, t1), h_n, gates[: t1 - t0],
                                 ghn[t0:t1] if ghn.shape[0] else ghn, h, w_hh_p, b_ih, b_hh,
                                 _lengths_in(inp, t0, t1), serial)
+    return known
 
 
 def _gru_segment(cache, i, t0, t1):
@@ -163,32 +164,35 @@ def gru_backward(cache, dout, dh_n=None, truncate=None):
     >>> g.dx.shape, g.db_hh.shape
     ((6, 2, 3), (12,))
     """
-    inp, dout, dh_n, _, k = _start_backward("gru_backward", cache, GRUCache, dout, dh_n,
-                                            truncate)
+    inp, dout, dh_n, _, k, packs = _start_backward("gru_backward", cache, GRUCache, dout, dh_n,
+                                                   truncate)
     _check_no_truncation("gru_backward", cache, k)
     T, B, _, H, _ = inp.shape
-    return _gru_run_backward(cache, dout.reshape(T, 1, B, H), dh_n, k, False)[0]
+    return _gru_run_backward(cache, dout.reshape(T, 1, B, H), dh_n, k, False, packs)[0]
 
 
-def _gru_run_backward(cache, dout, dh_n, k, want_ages):
+def _gru_run_backward(cache, dout, dh_n, k, want_ages, packs):
     """As ``_elman_run_backward``, for the GRU."""
     inp = cache.inputs
     T, B, I, H, _ = inp.shape
     if cache.checkpoint and T and B:
-        return _checkpointed_backward(cache, dout, (dh_n,), _gru_segment, _gru_run_backward)
-    dx = np.zeros((T, B, I), inp.dtype)
-    dh0 = np.zeros((B, H), inp.dtype)
-    dw_ih = np.zeros((3 * H, I), inp.dtype)
-    dw_hh = np.zeros((3 * H, H), inp.dtype)
-    db_ih = np.zeros(3 * H, inp.dtype)
-    db_hh = np.zeros(3 * H, inp.dtype)
+        return _checkpointed_backward(cache, dout, (dh_n,), _gru_segment, _gru_run_backward,
+                                      packs)
+    w_ih_p, w_hh_p, _ = packs
+    new = np.empty if T and B else np.zeros  # the kernels write every entry
+    dx = new((T, B, I), inp.dtype)
+    dh0 = new((B, H), inp.dtype)
+    dw_ih = new((3 * H, I), inp.dtype)
+    dw_hh = new((3 * H, H), inp.dtype)
+    db_ih = new(3 * H, inp.dtype)
+    db_hh = new(3 * H, inp.dtype)
     dx_ages = None
     if T == 0:
         dh0[...] = dh_n
     elif B > 0:
         dgi = _scratch("da", (T, B, 3 * H), inp.dtype)
         dgh = _scratch("da_h", (T, B, 3 * H), inp.dtype)
-        rest = (dh_n, cache.gates, cache.ghn, inp.h0, cache.out, inp.w_hh)
+        rest = (dh_n, cache.gates, cache.ghn, inp.h0, cache.out, w_hh_p)
         with kernel_launch() as serial:
             if k is None or k >= T:
                 _gru.gru_backward_recurrence(dgi, dgh, dh0, _sum_ages(dout), *rest, inp.lengths,
@@ -198,10 +202,10 @@ def _gru_run_backward(cache, dout, dh_n, k, want_ages):
                 _gru.gru_truncated_recurrence(dgi, dgi_ages, dgh, dh0, dout, *rest, k,
                                               inp.lengths, serial)
                 if want_ages:
-                    dx_ages = _ages_through(dgi_ages, inp.w_ih, serial)
+                    dx_ages = _ages_through(dgi_ages, inp.w_ih, w_ih_p, serial)
             # (dgh equals dgi in the reset and update gates' columns)
             _input_and_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, 2 * H, inp,
-                                    cache.out, serial)
+                                    cache.out, w_ih_p, serial)
     has_bias = inp.b_ih is not None
     return GRUGrads(dx, dh0, dw_ih, dw_hh, db_ih if has_bias else None,
                     db_hh if has_bias else None), dx_ages

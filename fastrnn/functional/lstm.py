@@ -136,18 +136,19 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=T
     cs = np.empty((T if every else 0, B, H), inp.dtype)
     starts = np.empty((len(chunks) if ck else 0, B, H), inp.dtype)  # checkpointed c
     h_n, c_n = inp.h0.copy(), inp.c0.copy()
-    _lstm_run_forward(out, h_n, c_n, gates, cs, starts, inp, chunks)
+    known = _lstm_run_forward(out, h_n, c_n, gates, cs, starts, inp, chunks, cache)
     if not cache:
         return out if keep_out else None, h_n, c_n, None
     return out, h_n, c_n, LSTMCache(inp, out, None if ck else gates, starts if ck else cs,
-                                    _fingerprint(inp, out), ck)
+                                    _fingerprint(inp, out, known), ck)
 
 
-def _lstm_run_forward(out, h_n, c_n, gates, cs, starts, inp, chunks):
+def _lstm_run_forward(out, h_n, c_n, gates, cs, starts, inp, chunks, summed=False):
     """The forward in chunks of steps; h_n, c_n hold the initial state on entry. cs (T, B, H)
-    or (0, B, H); starts (len(chunks), B, H) gets each chunk's initial c, or is (0, B, H)."""
+    or (0, B, H); starts (len(chunks), B, H) gets each chunk's initial c, or is (0, B, H).
+    Returns the weights' checksums taken while packing them (``summed``)."""
     b = _summed_bias(inp)
-    w_ih_p, w_hh_p = _packed_weights(inp)
+    w_ih_p, w_hh_p, known = _packed_weights(inp, summed)
     w_hr_p = _packed_projection(inp)
     with kernel_launch() as serial:
         for i, (t0, t1) in enumerate(chunks):
@@ -159,6 +160,7 @@ def _lstm_run_forward(out, h_n, c_n, gates, cs, starts, inp, chunks):
                                   gates[: t1 - t0],
                                   cs[t0:t1] if cs.shape[0] else cs, h, c, w_hh_p, b, w_hr_p,
                                   _lengths_in(inp, t0, t1), serial)
+    return known
 
 
 def _lstm_segment(cache, i, t0, t1):
@@ -203,28 +205,31 @@ def lstm_backward(cache, dout, dh_n=None, dc_n=None, truncate=None):
     >>> g.dw_hh.shape, g.dw_hr.shape, g.dc0.shape, g.db_ih is None
     ((16, 2), (2, 4), (2, 4), True)
     """
-    inp, dout, dh_n, dc_n, k = _start_backward("lstm_backward", cache, LSTMCache, dout, dh_n,
-                                               truncate, dc_n, lstm=True)
+    inp, dout, dh_n, dc_n, k, packs = _start_backward("lstm_backward", cache, LSTMCache, dout,
+                                                      dh_n, truncate, dc_n, lstm=True)
     _check_no_truncation("lstm_backward", cache, k)
     T, B, _, _, P = inp.shape
-    return _lstm_run_backward(cache, dout.reshape(T, 1, B, P), dh_n, dc_n, k, False)[0]
+    return _lstm_run_backward(cache, dout.reshape(T, 1, B, P), dh_n, dc_n, k, False, packs)[0]
 
 
-def _lstm_run_backward(cache, dout, dh_n, dc_n, k, want_ages):
+def _lstm_run_backward(cache, dout, dh_n, dc_n, k, want_ages, packs):
     """As ``_elman_run_backward``, for the LSTM."""
     inp = cache.inputs
     T, B, I, H, P = inp.shape
     if cache.checkpoint and T and B:
         return _checkpointed_backward(cache, dout, (dh_n, dc_n), _lstm_segment,
-                                      _lstm_run_backward)
-    dx = np.zeros((T, B, I), inp.dtype)
-    dh0 = np.zeros((B, P), inp.dtype)
-    dc0 = np.zeros((B, H), inp.dtype)
-    dw_ih = np.zeros((4 * H, I), inp.dtype)
-    dw_hh = np.zeros((4 * H, P), inp.dtype)
-    db = np.zeros(4 * H, inp.dtype)
-    w_hr = _no_projection(inp)
-    dw_hr = np.zeros(w_hr.shape, inp.dtype)
+                                      _lstm_run_backward, packs)
+    w_ih_p, w_hh_p, w_hr_p = packs
+    if w_hr_p is None:  # (tiles.pack of a (0, 0) matrix is tiles.pack_t's)
+        w_hr_p = _packed_projection(inp)
+    new = np.empty if T and B else np.zeros  # the kernels write every entry
+    dx = new((T, B, I), inp.dtype)
+    dh0 = new((B, P), inp.dtype)
+    dc0 = new((B, H), inp.dtype)
+    dw_ih = new((4 * H, I), inp.dtype)
+    dw_hh = new((4 * H, P), inp.dtype)
+    db = new(4 * H, inp.dtype)
+    dw_hr = new(_no_projection(inp).shape, inp.dtype)
     dx_ages = None
     if T == 0:
         dh0[...] = dh_n
@@ -234,7 +239,7 @@ def _lstm_run_backward(cache, dout, dh_n, dc_n, k, want_ages):
         n = T if inp.w_hr is not None else 0
         dhs = np.empty((n, B, P), inp.dtype)
         ms = np.empty((n, B, H), inp.dtype)
-        rest = (dh_n, dc_n, cache.gates, cache.cs, inp.c0, inp.w_hh, w_hr)
+        rest = (dh_n, dc_n, cache.gates, cache.cs, inp.c0, w_hh_p, w_hr_p)
         with kernel_launch() as serial:
             if k is None or k >= T:
                 _lstm.lstm_backward_recurrence(da, dhs, ms, dh0, dc0, _sum_ages(dout), *rest,
@@ -244,9 +249,9 @@ def _lstm_run_backward(cache, dout, dh_n, dc_n, k, want_ages):
                 _lstm.lstm_truncated_recurrence(da, da_ages, dhs, ms, dh0, dc0, dout, *rest, k,
                                                 inp.lengths, serial)
                 if want_ages:
-                    dx_ages = _ages_through(da_ages, inp.w_ih, serial)
+                    dx_ages = _ages_through(da_ages, inp.w_ih, w_ih_p, serial)
             _input_and_weight_grads(dx, dw_ih, dw_hh, db, np.empty_like(db), da, da, 4 * H,
-                                    inp, cache.out, serial)
+                                    inp, cache.out, w_ih_p, serial)
             if inp.w_hr is not None:  # h_t = W_hr m_t  ->  dW_hr = sum_t dh_t^T m_t
                 TB = T * B
                 none = np.empty((TB, 0), inp.dtype)  # (no hidden term: zero-width h_prev)

@@ -146,15 +146,16 @@ def _backward_chunk(da, dh0, dout, dh_n, out, w_hh_p, lengths, r0, r1, act):
 
 
 @jit_parallel
-def elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh, act, lengths, serial):
+def elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh_p, act, lengths, serial):
     """Backward through the recurrence (full BPTT).
 
     da (T, B, H) written: dL/da_t; dh0 (B, H) written; dout (T, B, H); dh_n (B, H)
-    (zeros for none); out (T, B, H) from the forward; w_hh (H, H); act code;
-    lengths (B,) as in the forward.
+    (zeros for none); out (T, B, H) from the forward; w_hh_p = tiles.pack(w_hh) for
+    w_hh (H, H), for dh_{t-1} = da_t W_hh (packed by the caller: a stack's backward
+    packs each layer's once for both its recurrence and dx); act code; lengths (B,) as in
+    the forward.
     """
     B = out.shape[1]
-    w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
     size = batch_chunk(B, serial)
     if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
@@ -247,7 +248,7 @@ def _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh_p, lengths, r0, r1,
 
 
 @jit_parallel
-def elman_truncated_recurrence(da, da_ages, dh0, dout, dh_n, out, w_hh, act, k, lengths,
+def elman_truncated_recurrence(da, da_ages, dh0, dout, dh_n, out, w_hh_p, act, k, lengths,
                                serial):
     """Backward through the recurrence with truncation to ``k`` steps (1 <= k < T).
 
@@ -258,7 +259,6 @@ def elman_truncated_recurrence(da, da_ages, dh0, dout, dh_n, out, w_hh, act, k, 
     call ``elman_backward_recurrence`` then, which is cheaper.
     """
     B = out.shape[1]
-    w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
     size = batch_chunk(B, serial)
     if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
@@ -297,12 +297,13 @@ def elman_backward(dx, dh0, dw_ih, dw_hh, db, dout, dh_n, x, h0, w_ih, w_hh, out
     T, B, _ = x.shape
     da = np.empty_like(out)  # dL/da_t for every step
     lengths = np.full(B, T, np.int64)
+    w_hh_p = pack(w_hh)
     if k <= 0 or k >= T:
-        elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh, act, lengths, False)
+        elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh_p, act, lengths, False)
     else:
         H = out.shape[2]
         elman_truncated_recurrence(da, np.empty((0, k, B, H), out.dtype), dh0,
-                                   dout.reshape(T, 1, B, H), dh_n, out, w_hh, act, k, lengths,
+                                   dout.reshape(T, 1, B, H), dh_n, out, w_hh_p, act, k, lengths,
                                    False)
     elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out, False)
 

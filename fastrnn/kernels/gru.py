@@ -210,16 +210,16 @@ def _backward_chunk(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, leng
 
 
 @jit_parallel
-def gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths,
+def gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, lengths,
                             serial):
     """Backward through the recurrence (full BPTT).
 
     dgi, dgh (T, B, 3H) written: gradients of W_ih x_t + b_ih and of W_hh h_{t-1} + b_hh;
     dh0 (B, H) written; dout (T, B, H); dh_n (B, H); gates, ghn from the forward;
-    h0 (B, H); out (T, B, H); w_hh (3H, H); lengths (B,) as in the forward.
+    h0 (B, H); out (T, B, H); w_hh_p = tiles.pack(w_hh) for w_hh (3H, H) (packed by the
+    caller, as in ``elman_backward_recurrence``); lengths (B,) as in the forward.
     """
     B = out.shape[1]
-    w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
     size = batch_chunk(B, serial)
     if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
@@ -296,13 +296,12 @@ def _truncated_chunk(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w
 
 
 @jit_parallel
-def gru_truncated_recurrence(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, k,
+def gru_truncated_recurrence(dgi, dgi_ages, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p, k,
                              lengths, serial):
     """``gru_backward_recurrence`` truncated to windows of ``k`` steps (1 <= k < T), with
     dout (T, A, B, H) entering by age (1 <= A <= k) and the per-window gradients of gi
     written to dgi_ages (T, k, B, 3H) by age, or pass a (0, k, B, 3H) array."""
     B = out.shape[1]
-    w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
     size = batch_chunk(B, serial)
     if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
@@ -340,12 +339,13 @@ def gru_backward(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dout, dh_n, x, h0, w_ih, w
     dgi = np.empty_like(gates)
     dgh = np.empty_like(gates)
     lengths = np.full(B, T, np.int64)
+    w_hh_p = pack(w_hh)
     if k <= 0 or k >= T:
-        gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh, lengths,
-                                False)
+        gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p,
+                                lengths, False)
     else:
         gru_truncated_recurrence(dgi, np.empty((0, k, B, 3 * H), out.dtype), dgh, dh0,
-                                 dout.reshape(T, 1, B, H), dh_n, gates, ghn, h0, out, w_hh, k,
+                                 dout.reshape(T, 1, B, H), dh_n, gates, ghn, h0, out, w_hh_p, k,
                                  lengths, False)
     gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, w_ih, out, False)
 

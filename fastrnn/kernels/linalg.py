@@ -10,8 +10,10 @@ which costs seconds of compile time per call site.
 """
 
 import numpy as np
+from numba.core import types
+from numba.extending import overload
 
-from .._config import jit, jit_inline
+from .._config import OVERLOAD_OPTIONS, jit, jit_inline
 
 
 @jit
@@ -186,11 +188,26 @@ def outer_acc(m, u, v):
             m[k, j] += s * v[j]
 
 
+def as_bits(a):
+    """a's elements as unsigned integers of their size (a view): a 1-D contiguous
+    float32 or float64 array."""
+
+
+@overload(as_bits, jit_options=OVERLOAD_OPTIONS)
+def _as_bits(a):
+    if isinstance(a, types.Array) and a.dtype in (types.float32, types.float64):
+        u = np.uint32 if a.dtype == types.float32 else np.uint64
+        return lambda a: a.view(u)
+    return None
+
+
 @jit
-def bits_sum(bits):
-    """Sum of a 1-D unsigned-integer view of an array's bits, wrapping at 2**64 (a
-    cheap checksum: vectorises, reads memory once)."""
+def bits_sum(a):
+    """Sum of a 1-D contiguous float array's elements read as unsigned integers of their
+    size, wrapping at 2**64: a cheap checksum (vectorises, reads memory once; any change
+    to one element changes it). ``tiles.pack_summed`` computes the same while packing."""
+    b = as_bits(a)
     s = np.uint64(0)
-    for i in range(bits.shape[0]):
-        s += np.uint64(bits[i])
+    for i in range(b.shape[0]):
+        s += np.uint64(b[i])
     return s

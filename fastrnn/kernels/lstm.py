@@ -256,18 +256,18 @@ def _backward_chunk(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh
 
 
 @jit_parallel
-def lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
-                             w_hr, lengths, serial):
+def lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh_p,
+                             w_hr_p, lengths, serial):
     """Backward through the recurrence (full BPTT).
 
     da (T, B, 4H) written: dL/da_t; with projections dhs (T, B, P) and ms (T, B, H)
     written (dL/dh_t and m_t, for dW_hr; else 0-row arrays); dh0 (B, P), dc0 (B, H)
     written; dout (T, B, P); dh_n (B, P); dc_n (B, H); gates, cs from the forward;
-    c0 (B, H); w_hh (4H, P); w_hr (P, H) or (0, 0); lengths (B,) as in the forward.
+    c0 (B, H); w_hh_p, w_hr_p = tiles.pack(w_hh), tiles.pack(w_hr) for w_hh (4H, P) and
+    w_hr (P, H) or (0, 0) (packed by the caller, as in ``elman_backward_recurrence``);
+    lengths (B,) as in the forward.
     """
     B = gates.shape[1]
-    w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
-    w_hr_p = pack(w_hr)
     size = batch_chunk(B, serial)
     if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
@@ -369,13 +369,11 @@ def _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs
 
 @jit_parallel
 def lstm_truncated_recurrence(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0,
-                              w_hh, w_hr, k, lengths, serial):
+                              w_hh_p, w_hr_p, k, lengths, serial):
     """``lstm_backward_recurrence`` truncated to windows of ``k`` steps (1 <= k < T),
     with dout (T, A, B, P) entering by age (1 <= A <= k) and the per-window gate
     gradients written to da_ages (T, k, B, 4H) by age, or pass a (0, k, B, 4H) array."""
     B = gates.shape[1]
-    w_hh_p = pack(w_hh)  # for dh_{t-1} = da_t W_hh
-    w_hr_p = pack(w_hr)
     size = batch_chunk(B, serial)
     if serial or n_chunks(B, size) == 1:
         for c in range(n_chunks(B, size)):
@@ -422,13 +420,14 @@ def lstm_backward(dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dout, dh_n, dc_n, x, h0
     dhs = np.empty((n, B, P), out.dtype)
     ms = np.empty((n, B, cs.shape[2]), out.dtype)
     lengths = np.full(B, T, np.int64)
+    w_hh_p, w_hr_p = pack(w_hh), pack(w_hr)
     if k <= 0 or k >= T:
-        lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh,
-                                 w_hr, lengths, False)
+        lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh_p,
+                                 w_hr_p, lengths, False)
     else:
         lstm_truncated_recurrence(da, np.empty((0, k, B, gates.shape[2]), out.dtype), dhs, ms,
                                   dh0, dc0, dout.reshape(T, 1, B, P), dh_n, dc_n, gates, cs, c0,
-                                  w_hh, w_hr, k, lengths, False)
+                                  w_hh_p, w_hr_p, k, lengths, False)
     lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, x, h0, w_ih, out, False)
 
 
