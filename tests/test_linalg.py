@@ -129,21 +129,23 @@ def test_pack_layout(shape, dtype):
 @pytest.mark.parametrize("shape", [(1, 1), (5, 7), (2 * NR32 + 3, 40), (17, 33), (64, 16),
                                    (3, 0), (0, 4)], ids=str)
 def test_packing_with_checksum(shape, dtype):
-    # pack_summed / pack_t_summed: the same packing, and the checksum of the matrix that
+    # pack_and_sum / pack_t_and_sum: the same packing, and the checksum of the matrix that
     # a separate pass gives (integer sums: any order), NaN, inf and -0.0 entries included
     w = np.random.default_rng(5).standard_normal(shape).astype(dtype)
     w.flat[:3] = [np.nan, -np.inf, -0.0][: w.size]
     bits = w.reshape(-1).view(np.uint32 if dtype == np.float32 else np.uint64)
     want = int(bits.astype(np.uint64).sum(dtype=np.uint64))
     assert int(linalg.bits_sum(w.reshape(-1))) == want
-    mp, s = tiles.pack_summed(w)
+    mp, s = tiles.pack_and_sum(w, True)
     assert np.array_equal(mp, tiles.pack(w), equal_nan=True) and int(s) == want
-    mp, s = tiles.pack_t_summed(w)
+    mp, s = tiles.pack_t_and_sum(w, True)
     assert np.array_equal(mp, tiles.pack_t(w), equal_nan=True) and int(s) == want
+    assert int(tiles.pack_t_and_sum(w, False)[1]) == 0 == int(tiles.pack_and_sum(w, False)[1])
     if w.size:  # a flipped sign bit shows (NaN and -0.0 included)
         w2 = w.copy()
         w2.flat[-1] = -w2.flat[-1]
-        assert int(tiles.pack_summed(w2)[1]) != want != int(tiles.pack_t_summed(w2)[1])
+        assert (int(tiles.pack_and_sum(w2, True)[1]) != want
+                != int(tiles.pack_t_and_sum(w2, True)[1]))
 
 
 @pytest.mark.parametrize("K", [KC + 9, 40], ids=["k_blocks", "one_k_block"])

@@ -308,11 +308,10 @@ def _packed_weights(inp, summed=False):
     checksum, for ``_fingerprint``)."""
     packs, known = [], {}
     for name, w, p in (("w_ih", inp.w_ih, inp.packed[0]), ("w_hh", inp.w_hh, inp.packed[1])):
-        if p is None and summed:
-            p, s = _tiles.pack_t_summed(w)
-            known[name] = int(s)
-        elif p is None:
-            p = _tiles.pack_t(w)
+        if p is None:
+            p, s = _tiles.pack_t_and_sum(w, summed)
+            if summed:
+                known[name] = int(s)
         packs.append(p)
     return packs[0], packs[1], known
 
@@ -399,7 +398,7 @@ def _check_unmodified(fn, cache):
         w = getattr(inp, name)
         p = None
         if w is not None:
-            p, s = _tiles.pack_summed(w)
+            p, s = _tiles.pack_and_sum(w, True)
             known[name] = int(s)
         packs.append(p)
     now = _fingerprint(inp, cache.out, known)

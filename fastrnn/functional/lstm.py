@@ -61,9 +61,10 @@ def _packed_projection(inp):
     # tiles.pack_t(w_hr) (or pack_weight's), or the packed "no projection" (one per
     # dtype: a call saved)
     if inp.w_hr is not None:
-        return _tiles.pack_t(inp.w_hr) if inp.packed[2] is None else inp.packed[2]
+        return _tiles.pack_t_and_sum(inp.w_hr, False)[0] if inp.packed[2] is None else inp.packed[2]
     if inp.dtype not in _NO_PROJECTION_PACKED:
-        _NO_PROJECTION_PACKED[inp.dtype] = _tiles.pack_t(np.zeros((0, 0), inp.dtype))
+        _NO_PROJECTION_PACKED[inp.dtype] = _tiles.pack_t_and_sum(np.zeros((0, 0), inp.dtype),
+                                                                 False)[0]
     return _NO_PROJECTION_PACKED[inp.dtype]
 
 

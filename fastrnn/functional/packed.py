@@ -96,7 +96,7 @@ def pack_weight(w, dtype=None):
         if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise TypeError(f"{fn}: dtype must be float32 or float64, got {dtype!r}")
     a = np.array(a, dtype=dt, order="C")  # always a copy
-    return PackedWeight(a, _tiles.pack_t(a))
+    return PackedWeight(a, _tiles.pack_t_and_sum(a, False)[0])  # (Python calls this form)
 
 
 def unpack(fn, name, value):

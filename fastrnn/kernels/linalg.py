@@ -205,7 +205,7 @@ def _as_bits(a):
 def bits_sum(a):
     """Sum of a 1-D contiguous float array's elements read as unsigned integers of their
     size, wrapping at 2**64: a cheap checksum (vectorises, reads memory once; any change
-    to one element changes it). ``tiles.pack_summed`` computes the same while packing."""
+    to one element changes it). ``tiles.pack_and_sum`` computes the same while packing."""
     b = as_bits(a)
     s = np.uint64(0)
     for i in range(b.shape[0]):

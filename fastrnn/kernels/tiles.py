@@ -304,20 +304,16 @@ def _aligned_panels(P, K, NR, N, dtype_like):
 def pack(m):
     """Packed copy of m (K, N) for ``matmul``: (ceil(N / NR), K, NR), its first element
     on a vector boundary."""
-    return _pack(m, False)[0]
+    return pack_and_sum(m, False)[0]
 
 
 @jit
-def pack_summed(m):
+def pack_and_sum(m, summed):
     """``(pack(m), linalg.bits_sum(m))``, the checksum taken while each row of m is in
-    L1: a backward checks that the weights did not change since the forward, and a
-    separate pass read the matrix from memory once more (4 MB: 0.04 ms from cache,
-    ~0.1 ms within a training step)."""
-    return _pack(m, True)
-
-
-@jit
-def _pack(m, summed):
+    L1 (0 without ``summed``): a backward checks that the weights did not change since
+    the forward, and a separate pass read the matrix from memory once more (4 MB: 0.04
+    ms from cache, ~0.1 ms within a training step). Python code calls this form, with
+    or without the sum: one compiled function (each wrapper compiles its own copy)."""
     K, N = m.shape
     NR = panel_width(m.itemsize)
     P = (N + NR - 1) // NR
@@ -399,18 +395,13 @@ def _transpose_block(typingctx, dst, d_off, ldd, src, s_off, lds):
 def pack_t(w):
     """Packed copy of w.T for w (N, K), C-contiguous: what ``pack(w.T)`` gives, without
     the transpose."""
-    return _pack_t(w, False)[0]
+    return pack_t_and_sum(w, False)[0]
 
 
 @jit
-def pack_t_summed(w):
-    """``(pack_t(w), linalg.bits_sum(w))``: as ``pack_summed`` (a forward with a cache
-    keeps the checksums of its weights)."""
-    return _pack_t(w, True)
-
-
-@jit
-def _pack_t(w, summed):
+def pack_t_and_sum(w, summed):
+    """``(pack_t(w), linalg.bits_sum(w))``, or 0 for the sum without ``summed``: as
+    ``pack_and_sum`` (a forward with a cache keeps the checksums of its weights)."""
     N, K = w.shape
     NR = panel_width(w.itemsize)
     W = VECTOR_BYTES // w.itemsize
