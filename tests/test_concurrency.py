@@ -13,7 +13,21 @@ import pytest
 
 import fastrnn
 
+from fastrnn.functional import _common
+
 from .cells import CELLS
+
+#: "all": every array that grows with T made from recycled blocks (``_common._empty``),
+#: as arrays of 32 MB and more are; "default": the size threshold as shipped
+RECYCLING = ["default", "all"]
+
+
+@pytest.fixture
+def recycling(request, monkeypatch):
+    if request.param == "all":
+        monkeypatch.setattr(_common, "RECYCLE_MIN_BYTES", 0)
+    yield request.param
+    # (blocks recycled here stay in the idle list; harmless for later tests)
 
 
 def _problem(name):
@@ -30,9 +44,11 @@ def _same(cell, p, out, g):
     return np.array_equal(o, out) and all(np.array_equal(gg[n], g[n]) for n in cell.params)
 
 
+@pytest.mark.parametrize("recycling", RECYCLING, indirect=True)
 @pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
-def test_results_share_no_memory_with_later_calls(name):
-    # temporaries are reused across calls on a thread (functional._common._scratch): nothing
+def test_results_share_no_memory_with_later_calls(name, recycling):
+    # temporaries are reused across calls on a thread (functional._common._scratch), and
+    # large arrays are made from blocks no array refers to any more (_empty): nothing
     # returned, kept in a cache, or streamed may live in them
     cell = CELLS[name]
     p = cell.make(9, 5, 3, 6, dtype=np.float32, seed=2)
@@ -61,8 +77,9 @@ def test_results_share_no_memory_with_later_calls(name):
     assert all(np.array_equal(again[n], g[n]) for n in cell.params if g[n] is not None)
 
 
+@pytest.mark.parametrize("recycling", RECYCLING, indirect=True)
 @pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])
-def test_eight_threads_at_once_match_serial_calls(name):
+def test_eight_threads_at_once_match_serial_calls(name, recycling):
     cell, p, out, g = _problem(name)
     barrier = threading.Barrier(8)
     results = []
@@ -138,3 +155,55 @@ def test_threads_and_fork_in_a_fresh_process(layer, tmp_path):
                          timeout=600, cwd=os.path.dirname(os.path.dirname(fastrnn.__file__)))
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip().startswith("ok")
+
+
+def test_recycled_blocks(monkeypatch):
+    # a block is reused only once no array refers to it (views included), for an array
+    # of at most its size and at least half; idle blocks beyond the cap are freed
+    monkeypatch.setattr(_common, "RECYCLE_MIN_BYTES", 1 << 10)
+    monkeypatch.setattr(_common, "RECYCLE_IDLE_MAX_BYTES", 1 << 15)
+    idle = _common._idle
+    saved = idle[:]
+    idle.clear()
+    try:
+        small = _common._empty((10,), np.float32)  # under the threshold: np.empty
+        assert not isinstance(small.base, _common._Block)
+        a = _common._empty((32, 16), np.float64)  # 4 KB
+        assert a.shape == (32, 16) and a.dtype == np.float64 and a.flags.c_contiguous
+        address = a.ctypes.data
+        view = a[3:, ::2]
+        del a
+        assert idle == []
+        b = _common._empty((32, 16), np.float64)
+        assert b.ctypes.data != address  # a view of the first is alive
+        del view
+        assert [m.ctypes.data for m in idle] == [address]
+        c = _common._empty((16, 16), np.float32)  # 1 KB: less than half the block
+        assert c.ctypes.data != address
+        d = _common._empty((3, 5, 40), np.float32)  # 2.4 KB: fits
+        assert d.ctypes.data == address and idle == []
+        del b, c, d
+        assert len(idle) == 3
+        big = [_common._empty((1 << 12,), np.float32) for _ in range(4)]  # 16 KB each
+        del big
+        assert sum(m.nbytes for m in idle) <= 1 << 15  # the rest went back to the system
+    finally:
+        idle[:] = saved
+
+
+def test_recycled_arrays_left_at_exit_make_no_noise():
+    # the blocks' owners return them from __del__, which also runs at interpreter exit
+    code = textwrap.dedent("""
+        import numpy as np
+        from fastrnn.functional import _common
+        _common.RECYCLE_MIN_BYTES = 0
+        kept = [_common._empty((100, 7), np.float32) for _ in range(3)]
+        gone = _common._empty((100, 7), np.float32)
+        del gone
+        import fastrnn
+        p = np.ones((4, 2, 3), np.float32)
+        out, h_n, c_n, cache = fastrnn.lstm_forward(p, None, None, np.ones((8, 3), np.float32),
+                                                    np.ones((8, 2), np.float32))
+        """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -155,6 +155,68 @@ def _ready_inputs(x, h0, w_ih, w_hh, b_ih, b_hh, gates, c0, w_hr, lstm, lengths)
                    _full_lengths(B, T), False, (p_ih, p_hh, None))
 
 
+#: Arrays of at least this many bytes are made by ``_empty`` from recycled blocks
+#: (glibc reuses freed blocks below 32 MB itself, and returns larger ones to the
+#: operating system when they are freed).
+RECYCLE_MIN_BYTES = 32 << 20
+
+#: Bytes of idle blocks kept for reuse, at most (all threads together).
+RECYCLE_IDLE_MAX_BYTES = 1 << 30
+
+_idle = []  # blocks (uint8 arrays) that no array refers to any more, oldest first
+_idle_lock = threading.RLock()  # (re-entrant: a block can come back while it is held)
+
+
+def _give_back(mem, idle=_idle, lock=_idle_lock):
+    # a block no array refers to any more: kept for reuse while the idle ones fit in
+    # RECYCLE_IDLE_MAX_BYTES, else freed
+    with lock:
+        if sum(m.nbytes for m in idle) + mem.nbytes <= RECYCLE_IDLE_MAX_BYTES:
+            idle.append(mem)
+
+
+class _Block:
+    """Owner of a recycled block: the base of the array ``_empty`` makes of it, and so
+    of every view of that array; when the last one goes, the block goes back to the
+    idle ones."""
+
+    __slots__ = ("mem", "__array_interface__")
+
+    def __init__(self, mem, shape, dtype):
+        self.mem = mem
+        self.__array_interface__ = dict(version=3, shape=shape, typestr=dtype.str,
+                                        data=(mem.ctypes.data, False))
+
+    def __del__(self, give_back=_give_back):
+        give_back(self.mem)
+
+
+def _empty(shape, dtype):
+    """``np.empty(shape, dtype)`` for results and temporaries that grow with T.
+
+    Memory fresh from the operating system costs a page fault and the zeroing of each
+    page on first touch, and glibc takes blocks over 32 MB from the system and returns
+    them on every call: an LSTM (100, 256, 128, 512) forward with a cache (314 MB of
+    gates, cell states and out) spent 100 of its 370 ms so, its backward 20 of 560
+    (medians, 1 thread). So an array of RECYCLE_MIN_BYTES or more is made from a block
+    that an earlier call's arrays left (no array refers to it any more), of at least
+    its size and at most twice it, or from a new block; up to RECYCLE_IDLE_MAX_BYTES of
+    blocks wait for reuse, the rest go back to the system at once.
+    """
+    dtype = np.dtype(dtype)
+    n = math.prod(shape) * dtype.itemsize
+    if n < RECYCLE_MIN_BYTES:
+        return np.empty(shape, dtype)
+    mem = None
+    with _idle_lock:
+        fits = [i for i, m in enumerate(_idle) if n <= m.nbytes <= 2 * n]
+        if fits:
+            mem = _idle.pop(min(fits, key=lambda i: _idle[i].nbytes))
+    if mem is None:
+        mem = np.empty(n, np.uint8)
+    return np.asarray(_Block(mem, tuple(shape), dtype))
+
+
 #: Largest scratch buffer (bytes) kept for reuse by the next call on the same thread.
 SCRATCH_MAX_BYTES = 32 << 20
 
@@ -172,14 +234,14 @@ def _scratch(name, shape, dtype):
     and glibc returns freed blocks of a few MB to it at once: a training step at the
     small size allocated its gradient buffer anew each call (LSTM (100, 32, 64, 128)
     forward + backward 12.4 -> 10.2 ms with it reused, medians). Larger temporaries
-    are allocated per call (the first touch is then a small part of the work) and not
-    kept, so a thread keeps at most SCRATCH_MAX_BYTES per name. Temporaries under
+    are made per call (``_empty``: from recycled blocks) and not kept, so a thread
+    keeps at most SCRATCH_MAX_BYTES per name. Temporaries under
     SCRATCH_MIN_BYTES come from the allocator's free lists, already touched: they are
     allocated per call too (0.14 us; the lookup took 0.75).
     """
     n = math.prod(shape) * np.dtype(dtype).itemsize  # (np.prod of a tuple: 2 us)
     if n > SCRATCH_MAX_BYTES or n < SCRATCH_MIN_BYTES:
-        return np.empty(shape, dtype)
+        return _empty(shape, dtype)
     buffers = _scratch_buffers.__dict__
     buf = buffers.get(name)
     if buf is None or buf.nbytes < n:
@@ -223,7 +285,7 @@ def _out_buffer(fn, inp, keep_out, cache, width, gates):
     v.check_flag(fn, "keep_out", keep_out)
     T, B = inp.x.shape[:2]
     if keep_out:
-        return np.empty((T, B, width), inp.dtype)
+        return _empty((T, B, width), inp.dtype)
     if cache:
         raise ValueError(f"{fn}: keep_out=False needs cache=False (backward needs out)")
     steps = _chunk_steps(dataclasses.replace(inp, gates=gates), False)
@@ -267,7 +329,7 @@ def _checkpointed_backward(cache, dout, finals, segment_cache, run_backward, pac
     the weights packed for backward (``_check_unmodified``), shared by all segments."""
     inp = cache.inputs
     T, B, I = inp.x.shape
-    dx = np.empty((T, B, I), inp.dtype)
+    dx = _empty((T, B, I), inp.dtype)
     segments = _chunks(T, cache.checkpoint)
     sums = {}
     for i in range(len(segments) - 1, -1, -1):
@@ -345,7 +407,7 @@ def _ages_through(da_ages, w_ih, w_ih_p, serial):
     # per-age gradient on the input x: da_ages (T, k, B, G) @ W_ih (G, I) -> (T, k, B, I);
     # w_ih_p = tiles.pack(W_ih)
     T, k, B, G = da_ages.shape
-    dx = np.empty((T, k, B, w_ih.shape[1]), da_ages.dtype)
+    dx = _empty((T, k, B, w_ih.shape[1]), da_ages.dtype)
     _parallel.par_matmul(dx.reshape(T * k * B, -1), da_ages.reshape(T * k * B, G), w_ih_p,
                          serial)
     return dx

@@ -9,7 +9,7 @@ from .. import _validation as v
 from .._threads import kernel_launch
 from ..kernels import elman as _elman
 from ..kernels.activations import ACTIVATIONS
-from ._common import (_Inputs, _check_inputs, _scratch, _summed_bias, _out_buffer,
+from ._common import (_Inputs, _check_inputs, _empty, _scratch, _summed_bias, _out_buffer,
                       _out_chunk, _chunks, _lengths_in, _sum_ages, _packed_weights,
                       _project, _input_and_weight_grads, _ages_through, _fingerprint,
                       _start_backward)
@@ -162,7 +162,7 @@ def _elman_run_backward(cache, dout, dh_n, k, want_ages, packs):
     T, B, I, H, _ = inp.shape
     w_ih_p, w_hh_p, _ = packs
     new = np.empty if T and B else np.zeros  # the kernels write every entry
-    dx = new((T, B, I), inp.dtype)
+    dx = _empty((T, B, I), inp.dtype) if T and B else np.zeros((T, B, I), inp.dtype)
     dh0 = new((B, H), inp.dtype)
     dw_ih = new((H, I), inp.dtype)
     dw_hh = new((H, H), inp.dtype)
@@ -178,7 +178,7 @@ def _elman_run_backward(cache, dout, dh_n, k, want_ages, packs):
                 _elman.elman_backward_recurrence(da, dh0, _sum_ages(dout), dh_n, cache.out,
                                                  w_hh_p, act, inp.lengths, serial)
             else:
-                da_ages = np.empty((T if want_ages else 0, k, B, H), inp.dtype)
+                da_ages = _empty((T if want_ages else 0, k, B, H), inp.dtype)
                 _elman.elman_truncated_recurrence(da, da_ages, dh0, dout, dh_n, cache.out,
                                                   w_hh_p, act, k, inp.lengths, serial)
                 if want_ages:

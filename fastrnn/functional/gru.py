@@ -8,7 +8,7 @@ import numpy as np
 from .. import _validation as v
 from .._threads import kernel_launch
 from ..kernels import gru as _gru
-from ._common import (_Inputs, _check_inputs, _scratch, _chunk_steps, _out_buffer,
+from ._common import (_Inputs, _check_inputs, _empty, _scratch, _chunk_steps, _out_buffer,
                       _out_chunk, _chunks, _lengths_in, _checkpoint_steps,
                       _checkpointed_backward, _segment_inputs, _sum_ages, _packed_weights,
                       _project, _input_and_weight_grads, _ages_through, _fingerprint,
@@ -97,8 +97,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, cache=True, lengths=Non
     steps = ck or _chunk_steps(inp, cache)
     every = cache and not ck  # the cache keeps every step's gates
     shape = (steps, B, 3 * H)
-    gates = np.empty(shape, inp.dtype) if every else _scratch("gates", shape, inp.dtype)
-    ghn = np.empty((T if every else 0, B, H), inp.dtype)
+    gates = _empty(shape, inp.dtype) if every else _scratch("gates", shape, inp.dtype)
+    ghn = _empty((T if every else 0, B, H), inp.dtype)
     h_n = inp.h0.copy()
     known = _gru_run_forward(out, h_n, gates, ghn, inp, _chunks(T, steps) if B else [], cache)
     if not cache:
@@ -180,7 +180,7 @@ def _gru_run_backward(cache, dout, dh_n, k, want_ages, packs):
                                       packs)
     w_ih_p, w_hh_p, _ = packs
     new = np.empty if T and B else np.zeros  # the kernels write every entry
-    dx = new((T, B, I), inp.dtype)
+    dx = _empty((T, B, I), inp.dtype) if T and B else np.zeros((T, B, I), inp.dtype)
     dh0 = new((B, H), inp.dtype)
     dw_ih = new((3 * H, I), inp.dtype)
     dw_hh = new((3 * H, H), inp.dtype)
@@ -198,7 +198,7 @@ def _gru_run_backward(cache, dout, dh_n, k, want_ages, packs):
                 _gru.gru_backward_recurrence(dgi, dgh, dh0, _sum_ages(dout), *rest, inp.lengths,
                                              serial)
             else:
-                dgi_ages = np.empty((T if want_ages else 0, k, B, 3 * H), inp.dtype)
+                dgi_ages = _empty((T if want_ages else 0, k, B, 3 * H), inp.dtype)
                 _gru.gru_truncated_recurrence(dgi, dgi_ages, dgh, dh0, dout, *rest, k,
                                               inp.lengths, serial)
                 if want_ages:

@@ -10,7 +10,7 @@ from .._threads import kernel_launch
 from ..kernels import grads as _grads
 from ..kernels import lstm as _lstm
 from ..kernels import tiles as _tiles
-from ._common import (_Inputs, _check_inputs, _scratch, _summed_bias,
+from ._common import (_Inputs, _check_inputs, _empty, _scratch, _summed_bias,
                       _chunk_steps, _out_buffer, _out_chunk, _chunks, _lengths_in,
                       _checkpoint_steps, _checkpointed_backward, _segment_inputs,
                       _sum_ages, _packed_weights, _project, _input_and_weight_grads,
@@ -133,8 +133,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, cache=T
     chunks = _chunks(T, steps) if B else []
     every = cache and not ck  # the cache keeps every step's gates and cell state
     shape = (steps, B, 4 * H)
-    gates = np.empty(shape, inp.dtype) if every else _scratch("gates", shape, inp.dtype)
-    cs = np.empty((T if every else 0, B, H), inp.dtype)
+    gates = _empty(shape, inp.dtype) if every else _scratch("gates", shape, inp.dtype)
+    cs = _empty((T if every else 0, B, H), inp.dtype)
     starts = np.empty((len(chunks) if ck else 0, B, H), inp.dtype)  # checkpointed c
     h_n, c_n = inp.h0.copy(), inp.c0.copy()
     known = _lstm_run_forward(out, h_n, c_n, gates, cs, starts, inp, chunks, cache)
@@ -224,7 +224,7 @@ def _lstm_run_backward(cache, dout, dh_n, dc_n, k, want_ages, packs):
     if w_hr_p is None:  # (tiles.pack of a (0, 0) matrix is tiles.pack_t's)
         w_hr_p = _packed_projection(inp)
     new = np.empty if T and B else np.zeros  # the kernels write every entry
-    dx = new((T, B, I), inp.dtype)
+    dx = _empty((T, B, I), inp.dtype) if T and B else np.zeros((T, B, I), inp.dtype)
     dh0 = new((B, P), inp.dtype)
     dc0 = new((B, H), inp.dtype)
     dw_ih = new((4 * H, I), inp.dtype)
@@ -238,15 +238,15 @@ def _lstm_run_backward(cache, dout, dh_n, dc_n, k, want_ages, packs):
     elif B > 0:
         da = _scratch("da", (T, B, 4 * H), inp.dtype)
         n = T if inp.w_hr is not None else 0
-        dhs = np.empty((n, B, P), inp.dtype)
-        ms = np.empty((n, B, H), inp.dtype)
+        dhs = _empty((n, B, P), inp.dtype)
+        ms = _empty((n, B, H), inp.dtype)
         rest = (dh_n, dc_n, cache.gates, cache.cs, inp.c0, w_hh_p, w_hr_p)
         with kernel_launch() as serial:
             if k is None or k >= T:
                 _lstm.lstm_backward_recurrence(da, dhs, ms, dh0, dc0, _sum_ages(dout), *rest,
                                                inp.lengths, serial)
             else:
-                da_ages = np.empty((T if want_ages else 0, k, B, 4 * H), inp.dtype)
+                da_ages = _empty((T if want_ages else 0, k, B, 4 * H), inp.dtype)
                 _lstm.lstm_truncated_recurrence(da, da_ages, dhs, ms, dh0, dc0, dout, *rest, k,
                                                 inp.lengths, serial)
                 if want_ages:
