@@ -302,8 +302,8 @@ def _aligned_panels(P, K, NR, N, dtype_like):
 
 @jit
 def pack(m):
-    """Packed copy of m (K, N) for ``matmul``: (ceil(N / NR), K, NR), its first element
-    on a vector boundary."""
+    """Packed copy of m (K, N), C-contiguous, for ``matmul``: (ceil(N / NR), K, NR), its
+    first element on a vector boundary."""
     return pack_and_sum(m, False)[0]
 
 
@@ -313,7 +313,8 @@ def pack_and_sum(m, summed):
     L1 (0 without ``summed``): a backward checks that the weights did not change since
     the forward, and a separate pass read the matrix from memory once more (4 MB: 0.04
     ms from cache, ~0.1 ms within a training step). Python code calls this form, with
-    or without the sum: one compiled function (each wrapper compiles its own copy)."""
+    or without the sum: each wrapper compiles its own copy of the packing (a summed and
+    a plain wrapper cost a cold LSTM forward 1.2 s more)."""
     K, N = m.shape
     NR = panel_width(m.itemsize)
     P = (N + NR - 1) // NR
