@@ -41,7 +41,7 @@ from numba.core import types
 from .._config import jit, jit_parallel
 from ._symbols import compiled_once
 from .linalg import copy_into
-from .parallel import MAX_CHUNKS, MIN_WORK, _num_threads, balance
+from .parallel import MAX_CHUNKS, MIN_PARALLEL_WORK, MIN_WORK, _num_threads, balance
 from .tiles import (KC, VECTOR_BYTES, _aligned_panels, _data, _transpose_block, matmul,
                     panel_width)
 
@@ -266,12 +266,14 @@ def _columns(dw_a, dw_b, db, da, a_head, a_tail, b_head, b_tail, j0, j1):
 def column_blocks(M, R, K, itemsize, serial):
     """Columns per task when the M columns of ``da`` are split among the threads: whole
     panels, at least MIN_WORK multiply-adds per task (R rows of the result, K inner);
-    all M in one block serially or with one thread. Each task transposes (or packs)
-    all R x K rows for itself, a pass as costly as ~20 of its columns' products."""
+    all M in one block serially, with one thread or below MIN_PARALLEL_WORK in all.
+    Each task transposes (or packs) all R x K rows for itself, a pass as costly as ~20
+    of its columns' products."""
     NR = panel_width(itemsize)
     panels = -(-M // NR)
     threads = 1 if serial else min(MAX_CHUNKS, _num_threads())
-    parts = max(1, min(threads, panels, (M * R * K) // MIN_WORK))
+    work = M * R * K
+    parts = 1 if work < MIN_PARALLEL_WORK else max(1, min(threads, panels, work // MIN_WORK))
     return max(1, -(-panels // parts)) * NR  # (M = 0: any size, no block)
 
 
