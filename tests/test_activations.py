@@ -172,6 +172,20 @@ def test_the_tail_of_a_row_reads_nothing_past_it():
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_flushes_below_the_normal_range(dtype):
+    # exp(-|x|) under the smallest normal number is 0 (one-factor scaling); just above
+    # it the result is normal, and the whole way down the sigmoid never increases
+    lo = np.log(np.finfo(dtype).tiny)
+    x = np.concatenate([np.linspace(lo - 3, lo + 3, 4001), [lo - 1e-3, lo + 1e-3]]).astype(dtype)
+    y = np.empty_like(x)
+    _apply(1, x, y)
+    assert np.all(y[x < lo] == 0) and np.all(y[x > lo] >= np.finfo(dtype).tiny)
+    assert np.all(np.diff(y[:4001]) >= 0)
+    _apply(1, -x, y)  # and 1 above
+    assert np.all(y[x < lo] == 1)
+
+
 def test_python_fallbacks_agree_with_numpy():
     x = np.linspace(-50, 50, 101)
     np.testing.assert_allclose(A.tanh(x), np.tanh(x))

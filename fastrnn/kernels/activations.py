@@ -18,8 +18,9 @@ sigmoid   via exp, <= 3 ulp             via exp, <= 3 ulp
 
 (ulp of the result; float32 arithmetic is float32 throughout, float64 throughout.)
 NaN in gives NaN out, +-inf saturate (tanh -> +-1, sigmoid -> 0 or 1, exp -> inf or 0),
-and no input overflows. Results that would be subnormal are flushed to zero
-(exp(x) for x < -87.3 in float32, -708.4 in float64).
+and no input overflows. exp underflows gradually (subnormal results, 0 below
+-103.9 in float32, -745.1 in float64); sigmoid flushes results under the smallest
+normal number to zero (x < -87.34 in float32, -708.40 in float64).
 
 Each function is written once as LLVM IR (``Emit``) and emitted at two widths: as a
 scalar (``exp``, ``tanh``, ``sigmoid``: Python functions with a NumPy fallback,
@@ -162,19 +163,13 @@ class Emit:
         return s1, s2
 
 
-def _exp_parts(e, x):
-    # Cephes exp (float64: Pade form) / expf (float32), as (a, s) with exp(x) = a * s:
-    # a sum that adds 1 to exp(x) fuses the last product (fma(a, s, 1)) instead of
-    # leaving a product for the `contract` flag to fuse or not. The clamp keeps n
-    # inside the int range; the two-factor scaling 2**n = s1 * s then overflows to inf /
-    # underflows to 0 by itself. NaN passes both compares (ordered: false).
-    hi, lo = (710.0, -746.0) if e.f64 else (89.0, -104.0)
-    x = e.clamp(x, lo, hi)
-    # round(x log2(e)) without a float->int cast: t = x log2(e) + 1.5 * 2**mantissa bits
-    rnd, rnd_bits = ((6755399441055744.0, 0x4338000000000000) if e.f64
-                     else (12582912.0, 0x4B400000))
+def _exp_reduced(e, x, bias):
+    # Cephes exp (float64: Pade form) / expf (float32) of x in the int range of n,
+    # reduced: (v, t) with exp(x) = v * 2**n, v = exp(r), |r| <= ln(2) / 2, and the
+    # low bits of t's pattern = n + bias (round(x log2(e)) without a float->int cast:
+    # t = x log2(e) + 1.5 * 2**(mantissa bits) + bias).
+    rnd = (6755399441055744.0 if e.f64 else 12582912.0) + bias
     t = e.fma(x, e.c(_LOG2E), e.c(rnd))
-    n = e.b.sub(e.b.bitcast(t, e.ity), e.ic(rnd_bits))
     fn = e.sub(t, e.c(rnd))
     if e.f64:
         r = e.fma(fn, e.c(-6.93145751953125e-1), x)  # Cody-Waite: ln 2 split in two
@@ -192,7 +187,19 @@ def _exp_parts(e, x):
         p = e.estrin(r, [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
                        1.6666665459e-1, 5.0000001201e-1])
         v = e.add(e.fma(p, e.mul(r, r), r), e.c(1.0))  # 1 + r + p r^2
-    s1, s2 = e.pow2(n)
+    return v, t
+
+
+def _exp_parts(e, x):
+    # exp(x) as (a, s) with exp(x) = a * s: a sum that adds 1 to exp(x) fuses the last
+    # product (fma(a, s, 1)) instead of leaving a product for the `contract` flag to
+    # fuse or not. The clamp keeps n inside the int range; the two-factor scaling
+    # 2**n = s1 * s then overflows to inf / underflows to 0 by itself. NaN passes both
+    # compares (ordered: false).
+    hi, lo = (710.0, -746.0) if e.f64 else (89.0, -104.0)
+    v, t = _exp_reduced(e, e.clamp(x, lo, hi), 0)
+    rnd_bits = 0x4338000000000000 if e.f64 else 0x4B400000
+    s1, s2 = e.pow2(e.b.sub(e.b.bitcast(t, e.ity), e.ic(rnd_bits)))
     return e.mul(v, s1), s2
 
 
@@ -233,13 +240,26 @@ def tanh_ir(e, x):
     return e.select(e.cmp(">", z, e.c(9.0)), one, y)
 
 
+#: Below these, exp(x) is under the smallest normal number (2**-126, 2**-1022): n of
+#: ``_exp_reduced`` stays >= the least exponent, so 2**n is one normal factor.
+_EXP_NORMAL_MIN = {False: -87.33654475, True: -708.3964185322641}
+
+
 def sigmoid_ir(e, x):
     # z = exp(-|x|) lies in (0, 1]: nothing overflows; 1 / (1 + z), or z / (1 + z) below
     # 0, one division either way (the multiplier pipes, which the products fill, do one
-    # product here instead of three). a * s is exact (s a power of two), so 1 + z rounds
-    # once, as a fused multiply-add would.
-    a, s = _exp_parts(e, e.neg(e.abs(x)))
-    z = e.mul(a, s)
+    # product here instead of three). With -|x| clamped below where z turns subnormal
+    # (z is then 0), 2**n is one normal factor: its bits are t's shifted into the
+    # exponent (t = 1.5 2**m + bias + n: the shift drops everything above n + bias).
+    # v * 2**n is exact, so 1 + z rounds once, as a fused multiply-add would. NaN passes
+    # the compares (ordered: false) and stays NaN.
+    lo = e.c(_EXP_NORMAL_MIN[e.f64])
+    u = e.neg(e.abs(x))
+    below = e.cmp("<", u, lo)
+    mant, bias = (52, 1023) if e.f64 else (23, 127)
+    v, t = _exp_reduced(e, e.select(below, lo, u), bias)
+    s = e.b.bitcast(e.b.shl(e.b.bitcast(t, e.ity), e.ic(mant)), e.ty)
+    z = e.select(below, e.c(0.0), e.mul(v, s))
     return e.div(e.select(e.cmp(">=", x, e.c(0.0)), e.c(1.0), z), e.add(z, e.c(1.0)))
 
 
