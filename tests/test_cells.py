@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import fastrnn
 from fastrnn._config import jit
 from fastrnn.kernels import gru as _gru
 from fastrnn.kernels import lstm as _lstm
@@ -173,6 +174,23 @@ def test_padding_values_never_reach_results(name):
     assert np.array_equal(out, out2)
     for n in cell.params:
         assert np.array_equal(g[n][~pad] if n == "x" else g[n], g2[n][~pad] if n == "x" else g2[n]), n
+
+
+@pytest.mark.parametrize("truncate", [None, 1])
+@pytest.mark.parametrize("act", ["relu", "identity"])
+def test_an_infinite_last_state_stays_out_of_padding(act, truncate):
+    # the first padding step's da is 0 and its h_{t-1} the last real state: inf there
+    # must not make dW_hh NaN (0 * inf); PyTorch's packed sequences give 0.3 and 0.5
+    x = np.array([[[np.inf], [0.0]], [[0.0], [0.0]]])  # (T, B, I) = (2, 2, 1)
+    h0 = np.array([[0.3], [0.2]])
+    w_ih, w_hh = np.array([[1.0]]), np.array([[0.5]])
+    out, _, cache = fastrnn.elman_forward(x, h0, w_ih, w_hh, nonlinearity=act,
+                                          lengths=[1, 2])
+    dout = np.zeros_like(out)
+    dout[0, 0] = 1.0  # the loss: out[0, 0] = act(x + 0.5 * 0.3) = inf
+    g = fastrnn.elman_backward(cache, dout, truncate=truncate)
+    assert out[0, 0, 0] == np.inf and g.dw_hh[0, 0] == 0.3 and g.dh0[0, 0] == 0.5
+    assert g.dw_ih[0, 0] == np.inf  # inf * 1: the real step's own term
 
 
 @pytest.mark.parametrize("name", ["rnn_tanh", "lstm", "gru"])

@@ -25,7 +25,8 @@ def _call(**overrides):
 @pytest.mark.parametrize("name, value, exc, words", [
     ("x", np.zeros((4, 3)), ValueError, ["x", "3 dimensions", "(T, B, I)", "(4, 3)"]),
     ("x", np.zeros((4, 3, 2, 1)), ValueError, ["x", "3 dimensions"]),
-    ("x", np.zeros((4, 3, 7)), ValueError, ["w_ih", "(H, I)", "(5, 7)", "(5, 2)"]),
+    ("x", np.zeros((4, 3, 7)), ValueError, ["w_ih", "(H, I)", "(5, 7)", "(5, 2)",
+                                          "x.shape = (4, 3, 7)"]),
     ("x", np.zeros((4, 3, 0)), ValueError, ["input size I", "at least 1"]),
     ("h0", np.zeros((3, 4)), ValueError, ["h0", "(B, H)", "(3, 5)", "(3, 4)"]),
     ("h0", np.zeros((2, 5)), ValueError, ["h0", "(3, 5)", "(2, 5)"]),

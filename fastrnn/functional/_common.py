@@ -64,7 +64,9 @@ def _check_inputs(fn, x, h0, w_ih, w_hh, b_ih, b_hh, gates, c0=None, w_hr=None, 
                          f"axis), got {w_ih.shape}: {GH} rows is not a multiple of {gates}")
     H = GH // gates
     v.check_positive_size(fn, "hidden size H", H, f"w_ih.shape = {w_ih.shape}")
-    v.check_shape(fn, "w_ih", w_ih, f"({g}, I)", (GH, I))
+    if w_ih.shape[1] != I:  # name both sides: either may be the wrong one
+        raise ValueError(f"{fn}: w_ih must have shape ({g}, I) = {(GH, I)}, got {w_ih.shape} "
+                         f"(I = {I} from x.shape = {x.shape})")
     P, p = H, "H"
     if w_hr is not None:
         w_hr, p_hr = unpack(fn, "w_hr", w_hr)
@@ -398,9 +400,15 @@ def _input_and_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, da_x, da_h, shared, 
     TB = T * B
     da2 = da_x.reshape(TB, G)
     _parallel.par_matmul(dx.reshape(TB, I), da2, w_ih_p, serial)
+    h_prev = out.reshape(TB, out.shape[2])[: TB - B]
+    if inp.ragged:
+        # a row's first padding step has da = 0 but h_{t-1} = its last real state, which
+        # may be inf (relu, identity): 0 * inf would make dW_hh NaN. Zero it in a copy.
+        rows = np.nonzero(inp.lengths < T)[0]
+        h_prev = h_prev.copy()
+        h_prev[(inp.lengths[rows] - 1) * B + rows] = 0
     _grads.linear_grads(dw_ih, dw_hh, db_ih, db_hh, da2, da_h.reshape(TB, G), shared,
-                        inp.x.reshape(TB, I), inp.h0, out.reshape(TB, out.shape[2])[: TB - B],
-                        serial)
+                        inp.x.reshape(TB, I), inp.h0, h_prev, serial)
 
 
 def _ages_through(da_ages, w_ih, w_ih_p, serial):
