@@ -182,3 +182,63 @@ def test_step_weights_from_layers_and_torch_state_dicts():
     gru = fastrnn.GRU(2, 3, bias=False, seed=0)
     wg = fastrnn.step_weights_from(gru)
     assert not np.any(wg.b_ih) and not np.any(wg.b_hh) and wg.w_hr_t.shape == (0, 0)
+
+
+_lstm_step_inline = njit(inline="always")(kernels.lstm_step.py_func)  # docs/simulation.md
+_gru_step_inline = njit(inline="always")(kernels.gru_step.py_func)
+_elman_step_inline = njit(inline="always")(kernels.elman_step.py_func)
+
+
+@njit(fastmath={"contract", "nsz"})  # fastrnn's flags (fastrnn._config.FASTMATH)
+def _steps_both_ways(n, x, h, c, w_ih_t, w_hh_t, b, b_hh, w_hr_t, gates):
+    # n steps of each cell called and inlined into this loop, from the same states
+    P, H = h.shape[1], c.shape[1]
+    hs = np.empty((6, 1, P), x.dtype)
+    cs = np.empty((2, 1, H), x.dtype)
+    he, hi = h.copy(), h.copy()
+    ce, ci = c.copy(), c.copy()
+    ge, gi = gates.copy(), gates.copy()
+    out = np.empty((6, n, P), x.dtype)
+    for t in range(n):
+        kernels.lstm_step(hs[0], cs[0], ge, x, he, ce, w_ih_t, w_hh_t, b, w_hr_t)
+        _lstm_step_inline(hs[1], cs[1], gi, x, hi, ci, w_ih_t, w_hh_t, b, w_hr_t)
+        he[:] = hs[0]
+        hi[:] = hs[1]
+        ce[:] = cs[0]
+        ci[:] = cs[1]
+        out[0, t] = hs[0, 0]
+        out[1, t] = hs[1, 0]
+    if w_hr_t.shape[0] == 0:  # the Elman and GRU steps on the first H columns
+        g = w_hh_t.shape[1] // 4
+        for t in range(n):
+            kernels.elman_step(hs[2], x, h, w_ih_t[:, :g], w_hh_t[:, :g], b[:g], kernels.TANH)
+            _elman_step_inline(hs[3], x, h, w_ih_t[:, :g], w_hh_t[:, :g], b[:g], kernels.TANH)
+            kernels.gru_step(hs[4], gates[:, : 6 * g], x, h, w_ih_t[:, : 3 * g],
+                             w_hh_t[:, : 3 * g], b[: 3 * g], b_hh[: 3 * g])
+            _gru_step_inline(hs[5], gates[:, : 6 * g], x, h, w_ih_t[:, : 3 * g],
+                             w_hh_t[:, : 3 * g], b[: 3 * g], b_hh[: 3 * g])
+            h[:] = hs[2]
+            out[2, t] = hs[2, 0]
+            out[3, t] = hs[3, 0]
+            out[4, t] = hs[4, 0]
+            out[5, t] = hs[5, 0]
+    return out
+
+
+@pytest.mark.parametrize("proj", [False, True], ids=["plain", "proj"])
+def test_steps_inlined_into_a_loop_match_the_calls(proj, dtype):
+    # docs/simulation.md: njit(inline="always")(step.py_func) in a loop compiled with
+    # fastrnn's fastmath flags gives the called kernel's bits (inlined code takes the
+    # caller's flags: without `contract` a few scalar sums would round apart)
+    rng = np.random.default_rng(0)
+    I, H = 5, 12  # 4H = 48 and H = 12: whole vectors and scalar tails
+    P = 7 if proj else H
+    w = fastrnn.step_weights(rng.standard_normal((4 * H, I)), rng.standard_normal((4 * H, P)) / 3,
+                             rng.standard_normal(4 * H), rng.standard_normal(4 * H),
+                             rng.standard_normal((P, H)) / 3 if proj else None, dtype=dtype)
+    x = rng.standard_normal((1, I)).astype(dtype)
+    h, c = np.zeros((1, P), dtype), np.zeros((1, H), dtype)
+    out = _steps_both_ways(20, x, h, c, w.w_ih_t, w.w_hh_t, w.b, w.b_hh, w.w_hr_t,
+                           np.empty((1, 6 * H), dtype))
+    for k in (0, 2, 4) if not proj else (0,):
+        assert np.array_equal(out[k + 1], out[k]), k
