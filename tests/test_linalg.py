@@ -70,6 +70,36 @@ def test_matmul_every_path_against_numpy(shape, accumulate, split, dtype):
     assert np.array_equal(big[[0, R + 1, R + 2]], before[[0, R + 1, R + 2]])
 
 
+def _cancelling_terms(dtype):
+    # a large value and the spacing of floats there (float32: 1e8 and 8): an added 1
+    # is lost against it, the spacing's worth of ones summed first is not
+    big = dtype(1e8 if dtype == np.float32 else 1e17)
+    return big, int(np.spacing(big))
+
+
+@pytest.mark.parametrize("R", [1, MR, MR + 1], ids=["row", "tile", "tile_and_row"])
+@pytest.mark.parametrize("split", [False, True], ids=["k_order", "split"])
+def test_products_sum_each_block_of_k_then_add_it_to_c(R, split, dtype):
+    # c + s_0 + s_1, left to right, s_b the sum of block b's terms from 0 in k order:
+    # terms -big, n ones | n ones after c = big give (big - big) + n = n; a chain from c
+    # would give 2n, one chain over both blocks then c 0
+    big, n = _cancelling_terms(dtype)
+    K, N = KC + n, 3
+    a = np.zeros((R, K), dtype)
+    a[:, 0] = -big
+    a[:, 1:n + 1] = 1
+    a[:, KC:] = 1
+    mp = tiles.pack(np.ones((K, N), dtype))
+    c = np.full((R, N), big, dtype)
+    _matmul_in_njit(c, 0, a, 0, R, mp, True, split)
+    assert np.all(c == n)
+    # within one block (the split one-row kernels too): big + (n ones) = big + n
+    c = np.full((R, N), big, dtype)
+    _matmul_in_njit(c, 0, np.ones((R, n), dtype), 0, R, tiles.pack(np.ones((n, N), dtype)),
+                    True, split)
+    assert np.all(c == big + n)
+
+
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_split_sums_only_small_products(shape, dtype):
     # split=True regroups the sums of products of fewer than MR / 2 rows with K <= KC
@@ -151,7 +181,7 @@ def test_packing_with_checksum(shape, dtype):
 @pytest.mark.parametrize("K", [KC + 9, 40], ids=["k_blocks", "one_k_block"])
 @pytest.mark.parametrize("R", [1, 2, MR // 2, MR - 1, MR + 1, 2 * MR + 3, MC // 2, MC + 5])
 def test_a_row_does_not_depend_on_the_other_rows(R, K, dtype):
-    # every entry is summed in k order with one fused multiply-add per term, whichever
+    # every entry is summed in one order (tiles' summation order), whichever
     # kernel (row, partial or full tile) computes it and in whichever order the tiles
     # run: any row split gives the same bits. K <= KC: a single row takes the direct
     # path, without the blocking loops; R >= MC / 2: tiles over groups of panels
@@ -247,20 +277,23 @@ def test_balance_deals_every_task_once_by_cost(cost, parts):
         assert loads == [490, 490]
 
 
-def test_weight_gradient_sums_run_in_row_order(dtype):
-    # every entry is the fused multiply-adds of its k terms in k order, over the blocks
-    # of KC rows: a large first term that later ones cancel shows the order
-    K, M, N = KC + 9, 3, 2
+def test_weight_gradient_sums_run_in_blocks_of_rows(dtype):
+    # every entry is s_0 + s_1 + ..., s_b the fused multiply-adds of block b's KC rows in
+    # row order from 0 (tiles' summation order): terms -big, n ones | n ones give
+    # -big + n (exact); one chain over all rows would lose every 1: -big, as the bias
+    # entry, one chain, does.
+    big, n = _cancelling_terms(dtype)
+    K, M, N = KC + n, 3, 2
     da = np.zeros((K, M), dtype)
     x = np.ones((K, N), dtype)
-    da[0] = 1e8 if dtype == np.float32 else 1e17
-    da[1:KC + 3] = 1.0  # lost against 1e8 one at a time (float32 spacing there: 8)
-    da[KC + 3] = -da[0]
+    da[0] = -big
+    da[1:n + 1] = 1
+    da[KC:] = 1
     dw = np.empty((M, N), dtype)
     db = np.empty(M, dtype)
     grads.linear_grads(dw, np.empty((M, 0), dtype), db, np.empty(M, dtype), da, da, M, x,
                        np.empty((0, 0), dtype), np.empty((K, 0), dtype), True)
-    assert np.all(dw == 0.0) and np.all(db == 0.0)
+    assert np.all(dw == -big + n) and np.all(db == -big)
 
 
 def test_nan_and_inf_stay_in_their_row(dtype):
@@ -359,8 +392,8 @@ def _both_forms(dc_a, dc_b, dbc, dr_a, dr_b, dbr, da, a_head, a_tail, b_head, b_
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1, 1), (3 * KC + 5, KC + 7, 8 * NR32 + 9, 40, 50),
                                    (KC + 5, 3, 37, 270, 0), (9, 0, 20, 3, 0)], ids=str)
 def test_both_forms_of_the_weight_gradients_give_the_same_bits(shape, dtype):
-    # the transposed and the direct form sum every entry in the same order (k order,
-    # one fused multiply-add each; the bias from the first row): linear_grads may pick
+    # the transposed and the direct form sum every entry in the same order (tiles'
+    # order over blocks of KC rows; the bias from the first row): linear_grads may pick
     # either by shape. A column of -0.0 checks the sums' start.
     K, B, M, Na, Nb = shape
     rng = np.random.default_rng(3)

@@ -24,9 +24,10 @@ forms, by shape:
 
 Both keep BLAS and its thread pool out of the kernels.
 
-Summation order, either form: every entry is ``0 + x[0, n] da[0, m] + x[1, n] da[1, m]
-+ ...``, in k order, one fused multiply-add each (so both give the same bits); a bias
-entry ``da[0, m] + da[1, m] + ...``. Threads split the columns of ``da`` (blocks of
+Summation order, either form: every entry is ``s_0 + s_1 + ...``, left to right, where
+s_b sums ``x[k, n] da[k, m]`` over the b-th block of KC rows in k order from 0, one fused
+multiply-add each (``tiles``; so both forms give the same bits); a bias entry
+``da[0, m] + da[1, m] + ...``. Threads split the columns of ``da`` (blocks of
 whole panels), which never changes a sum: results are the same for any number of
 threads.
 

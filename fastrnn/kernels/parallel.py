@@ -3,7 +3,7 @@
 All parallelism inside fastrnn is its own (``prange``); no kernel calls BLAS. Results
 are bit-identical for any thread count: every chunk computes whole entries of its
 results, each the same way whichever chunk it falls in (``tiles.matmul`` sums every
-entry in k order whatever rows or columns share its tile), so chunk sizes may follow
+entry in one order, whatever rows or columns share its tile), so chunk sizes may follow
 the number of threads. No chunk ``+=``s into memory another chunk writes.
 
 - The recurrence splits the batch, one chunk per thread: rows are independent through
