@@ -279,9 +279,9 @@ def test_balance_deals_every_task_once_by_cost(cost, parts):
 
 def test_weight_gradient_sums_run_in_blocks_of_rows(dtype):
     # every entry is s_0 + s_1 + ..., s_b the fused multiply-adds of block b's KC rows in
-    # row order from 0 (tiles' summation order): terms -big, n ones | n ones give
-    # -big + n (exact); one chain over all rows would lose every 1: -big, as the bias
-    # entry, one chain, does.
+    # row order from 0 (tiles' summation order), a bias entry likewise the sum of its
+    # blocks' sums: terms -big, n ones | n ones give -big + n (exact); one chain over
+    # all rows would lose every 1 (-big)
     big, n = _cancelling_terms(dtype)
     K, M, N = KC + n, 3, 2
     da = np.zeros((K, M), dtype)
@@ -293,7 +293,7 @@ def test_weight_gradient_sums_run_in_blocks_of_rows(dtype):
     db = np.empty(M, dtype)
     grads.linear_grads(dw, np.empty((M, 0), dtype), db, np.empty(M, dtype), da, da, M, x,
                        np.empty((0, 0), dtype), np.empty((K, 0), dtype), True)
-    assert np.all(dw == -big + n) and np.all(db == -big)
+    assert np.all(dw == -big + n) and np.all(db == -big + n)
 
 
 def test_nan_and_inf_stay_in_their_row(dtype):
@@ -383,9 +383,9 @@ def _both_forms(dc_a, dc_b, dbc, dr_a, dr_b, dbr, da, a_head, a_tail, b_head, b_
     mp, at, c, sums = grads._scratch(da, Na + Nb, 0, j1)
     grads._grad_columns_call(dc_a, dc_b, dbc, da, a_head, a_tail, b_head, b_tail, mp, at, c,
                              sums, 0, j1)
-    ap, bp, at = grads._row_scratch(da, Na, Nb, 0, j1)
-    grads._grad_rows_call(dr_a, dr_b, dbr, da, a_head, a_tail, b_head, b_tail, ap, bp, at, 0,
-                          j1)
+    ap, bp, at, block = grads._row_scratch(da, Na, Nb, 0, j1)
+    grads._grad_rows_call(dr_a, dr_b, dbr, da, a_head, a_tail, b_head, b_tail, ap, bp, at,
+                          block, 0, j1)
 
 
 # (K, B, M, Na, Nb)
