@@ -78,13 +78,15 @@ def _cancelling_terms(dtype):
 
 
 @pytest.mark.parametrize("R", [1, MR, MR + 1], ids=["row", "tile", "tile_and_row"])
+@pytest.mark.parametrize("N", [3, NR32, 4 * NR32 + 3], ids=["part", "panel", "panels"])
 @pytest.mark.parametrize("split", [False, True], ids=["k_order", "split"])
-def test_products_sum_each_block_of_k_then_add_it_to_c(R, split, dtype):
+def test_products_sum_each_block_of_k_then_add_it_to_c(R, N, split, dtype):
     # c + s_0 + s_1, left to right, s_b the sum of block b's terms from 0 in k order:
     # terms -big, n ones | n ones after c = big give (big - big) + n = n; a chain from c
-    # would give 2n, one chain over both blocks then c 0
+    # would give 2n, one chain over both blocks then c 0. Partial and whole tiles, the
+    # one-row kernels (split ones within one block, below) of 1 to 4 panels
     big, n = _cancelling_terms(dtype)
-    K, N = KC + n, 3
+    K = KC + n
     a = np.zeros((R, K), dtype)
     a[:, 0] = -big
     a[:, 1:n + 1] = 1

@@ -169,7 +169,9 @@ def _make_tile(mr, panels, splits=1):
                         builder.store(builder.load(builder.gep(src, [j])), builder.gep(dst, [j]))
 
             # with accumulate, c's values join after the sums (see the module's summation
-            # order): its lines are fetched while the sums run, a partial tile's copied
+            # order): the live rows' lines are fetched while the sums run (each row's
+            # first element's line, every 64 bytes on, and its last element's: a row need
+            # not start a line; a prefetch never faults), a partial tile's copied
             i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
             prefetch = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
@@ -177,12 +179,14 @@ def _make_tile(mr, panels, splits=1):
             with builder.if_then(accumulate):
                 with builder.if_else(full) as (whole, partial):
                     with whole:
+                        ends = list(range(0, nvec * W, 64 // size)) + [nvec * W - 1]
                         for i in range(mr):
-                            for line in range(0, nvec * W * size, 64):
-                                ptr = builder.gep(c_rows[i], [const(line // size)])
-                                builder.call(prefetch, [builder.bitcast(ptr, i8p),
-                                                        ir.Constant(i32, 1), ir.Constant(i32, 3),
-                                                        ir.Constant(i32, 1)])
+                            with builder.if_then(live[i]):
+                                for e in ends:
+                                    ptr = builder.bitcast(builder.gep(c_rows[i], [const(e)]), i8p)
+                                    builder.call(prefetch, [ptr, ir.Constant(i32, 1),  # write,
+                                                            ir.Constant(i32, 3),  # keep
+                                                            ir.Constant(i32, 1)])
                     with partial:
                         copy_partial(True)
             bases = [builder.gep(md, [builder.add(m_off, builder.mul(const(q), pstride))])
@@ -253,7 +257,8 @@ def _make_tile(mr, panels, splits=1):
                             put(i, lambda v: c_vector(i, v))
                 with partial:
                     for i in range(mr):
-                        put(i, lambda v: scratch_vector(i, v))
+                        with builder.if_then(live[i]):
+                            put(i, lambda v: scratch_vector(i, v))
                     copy_partial(False)
             return context.get_dummy_value()
 
@@ -599,8 +604,9 @@ def matmul(c, ci, a, ai, R, mp, accumulate, split=False):
     ``split``: with fewer than MR / 2 rows and K <= KC, sum each entry in ROW_SPLITS
     interleaved parts of k (latency), not in k order: a recurrence whose whole batch is
     that small passes it for every step's product, so that a row's sums do not depend
-    on how the batch is split across threads. (Otherwise every entry is summed in k
-    order wherever it is computed, so the same row gives the same bits in any product.)
+    on how the batch is split across threads. (Otherwise every entry is summed in the
+    module's order wherever it is computed, so the same row gives the same bits in any
+    product.)
     """
     _matmul_call(_data(c), ci, c.shape[1], _data(a), ai, a.shape[1], _data(mp), mp.shape[0],
                  mp.shape[1], mp.shape[2], R, accumulate, split)
