@@ -79,6 +79,33 @@ def test_odd_batch_same_bits_whatever_rows_share_a_chunk(cell, truncate):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("truncate", [None, 3])
+def test_batch_of_under_two_tiles_same_bits_split_between_two_threads(cell, truncate):
+    # B = 13: one thread runs one 13-row chunk (a register tile and a 5-row partial
+    # tile), two threads an 8-row and a 5-row chunk (with AVX-512; 7 and 6 with AVX2)
+    one, two = _one_and_two_threads(7, 13, 5, 33, "float32", truncate, cell)
+    assert one == two
+
+
+def test_recurrence_chunks_are_equal_shares_of_at_least_one_tile():
+    from fastrnn.kernels import parallel
+    from fastrnn.kernels.tiles import MR
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2)
+        sizes = {B: parallel.batch_chunk(B, False) for B in (2 * MR, 2 * MR + 2, MR + 1, MR)}
+    finally:
+        numba.set_num_threads(saved)
+    assert sizes[2 * MR] == MR  # two register tiles: one per thread
+    assert sizes[2 * MR + 2] == MR + 1  # equal shares, not MR rounded up to whole tiles
+    assert sizes[MR + 1] == MR  # a tile and a row
+    assert sizes[MR] == MR  # one tile stays one chunk
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("B", [1, 3])
 def test_tiny_batches_same_bits_for_one_and_two_threads(cell, B):
     # B < MR / 2: one chunk of B rows on one thread, B chunks of one row on two; every

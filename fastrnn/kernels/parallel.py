@@ -104,8 +104,8 @@ def _n_parts(n, min_size, work):
     return max(1, min(MAX_CHUNKS, n // max(1, min_size), work // MIN_WORK))
 
 
-#: Fewest rows per chunk of the recurrence: two register tiles of ``tiles.matmul``.
-CHUNK_ROWS = 2 * MR
+#: Fewest rows per chunk of the recurrence: one register tile of ``tiles.matmul``.
+CHUNK_ROWS = MR
 
 
 def _start_threads():
@@ -143,16 +143,19 @@ def batch_chunk(B, serial):
     over them B / 16 times: LSTM (100, 256, 128, 512) forward recurrence 285 -> 251 ms
     at 1 thread, whose 4 MB of W_hh stream from L3). With several threads, batches of
     fewer than MR / 2 rows, which ``tiles.matmul`` runs one row at a time anyway, split
-    into single rows; larger ones into at most MAX_CHUNKS chunks of at least CHUNK_ROWS
-    rows, whole register tiles. The split never changes a result (rows are independent).
+    into single rows; larger ones into at most MAX_CHUNKS chunks of equal shares, at
+    least CHUNK_ROWS rows each (one register tile: a batch of 16 rows is two chunks at
+    2 threads, which made deepbench's forwards at 2 threads 0.70x the time of one
+    16-row chunk; shares not rounded up to whole tiles: 9 + 9 rows, not 16 + 2, took
+    0.76x the time at (100, 18, 64, 128)). The split never changes a result (rows are
+    independent).
     """
     threads = 1 if serial else min(MAX_CHUNKS, _num_threads())
     if threads <= 1:
         return max(1, B)
     if B < MR // 2:
         return 1
-    size = max(CHUNK_ROWS, -(-B // threads))
-    return -(-size // MR) * MR
+    return max(CHUNK_ROWS, -(-B // threads))
 
 
 @jit_parallel
