@@ -222,6 +222,23 @@ def test_par_matmul_is_the_product_in_any_block_split(shape, dtype):
 
 
 # (K, B, M, N, Q): one entry; odd sizes; K over 3 blocks of KC with h0's B rows spanning
+def test_weight_gradients_of_little_work_stay_on_the_calling_thread():
+    # below MIN_PARALLEL_WORK multiply-adds in all, however many tasks (the GRU's parts
+    # make 3): no parallel region (why: parallel.MIN_PARALLEL_WORK)
+    small = parallel.MIN_PARALLEL_WORK - 1
+    assert grads.task_workers(3, small, False) == 1
+    assert grads.task_workers(3, 10 * small, True) == 1
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        return
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2)
+        assert grads.task_workers(3, small + 1, False) == 2
+        assert grads.task_workers(1, small + 1, False) == 1
+    finally:
+        numba.set_num_threads(saved)
+
+
 # the first block and part of the second, M over 3 panels (2 column blocks with 2
 # threads); no hidden term (Q = 0, as dW_hr); the direct form (K < N + Q, and K < N, Q
 # for the GRU's own columns) in one block and in two, h0's rows spanning them
