@@ -105,6 +105,25 @@ def test_recurrence_chunks_are_equal_shares_of_at_least_one_tile():
     assert sizes[MR] == MR  # one tile stays one chunk
 
 
+def test_row_blocks_of_a_product_are_one_per_thread():
+    # prange gives each thread an equal run of blocks: more blocks than threads only
+    # unbalance them (400 rows in 6 blocks of 72 rows: 216 and 184)
+    from fastrnn.kernels import parallel
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    big = 1 << 40
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2)
+        two = parallel._n_parts(400, parallel.MIN_BLOCK, big, False)
+        serial = parallel._n_parts(400, parallel.MIN_BLOCK, big, True)
+        small = parallel._n_parts(400, parallel.MIN_BLOCK, parallel.MIN_PARALLEL_WORK - 1, False)
+    finally:
+        numba.set_num_threads(saved)
+    assert (two, serial, small) == (2, 1, 1)
+
+
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("B", [1, 3])
 def test_tiny_batches_same_bits_for_one_and_two_threads(cell, B):
@@ -144,15 +163,17 @@ def test_the_shape_used_here_really_splits_every_phase():
         numba.set_num_threads(2)
         two = parallel.batch_chunk(B, False)
         columns_two = grads.column_blocks(H, I + H, T * B, 4, False)
+        parts_two = parallel._n_parts(T * B, parallel.MIN_BLOCK, T * B * I * H, False)
         numba.set_num_threads(1)
         one = parallel.batch_chunk(B, False)
         columns_one = grads.column_blocks(H, I + H, T * B, 4, False)
+        parts_one = parallel._n_parts(T * B, parallel.MIN_BLOCK, T * B * I * H, False)
     finally:
         numba.set_num_threads(saved)
     assert parallel.n_chunks(B, two) >= 2  # recurrence: one chunk per thread
     assert parallel.n_chunks(B, one) == 1
     assert parallel.batch_chunk(B, True) == B  # the serial path: one chunk
-    assert parallel._n_parts(T * B, parallel.MIN_BLOCK, T * B * I * H) >= 2  # projection, dx
+    assert parts_two == 2 and parts_one == 1  # projection, dx: one row block per thread
     # dW_ih, dW_hh (Elman's H columns of da; the gated cells have 3-4x as many)
     assert parallel.n_chunks(H, columns_two) >= 2
     assert parallel.n_chunks(H, columns_one) == 1

@@ -96,14 +96,6 @@ def balance(cost, parts):
     return order, starts
 
 
-@jit
-def _n_parts(n, min_size, work):
-    # how many parts to split n items into, given the multiply-adds of all of them
-    if work < MIN_PARALLEL_WORK:
-        return 1
-    return max(1, min(MAX_CHUNKS, n // max(1, min_size), work // MIN_WORK))
-
-
 #: Fewest rows per chunk of the recurrence: one register tile of ``tiles.matmul``.
 CHUNK_ROWS = MR
 
@@ -158,6 +150,18 @@ def batch_chunk(B, serial):
     return max(CHUNK_ROWS, -(-B // threads))
 
 
+@jit
+def _n_parts(n, min_size, work, serial):
+    # how many parts to split n items into, given the multiply-adds of all of them: at
+    # most one per thread. prange hands each thread an equal run of parts, so more parts
+    # than threads only unbalance them (deepbench's 400 rows in 6 parts of 72: 216 rows
+    # to one thread, 184 to the other; one part each made its forwards at 2 threads
+    # 0.96x the time)
+    if serial or work < MIN_PARALLEL_WORK:
+        return 1
+    return max(1, min(MAX_CHUNKS, _num_threads(), n // max(1, min_size), work // MIN_WORK))
+
+
 @jit_parallel
 def par_matmul(c, a, mp, serial):
     """``c = a @ m`` for ``mp = tiles.pack(m)`` (or ``tiles.pack_t(w)`` for m = w^T), split
@@ -168,7 +172,7 @@ def par_matmul(c, a, mp, serial):
     ``serial``: run every block on the calling thread (same results, no parallel region).
     """
     M = c.shape[0]
-    parts = _n_parts(M, MIN_BLOCK, M * c.shape[1] * a.shape[1])
+    parts = _n_parts(M, MIN_BLOCK, M * c.shape[1] * a.shape[1], serial)
     size = -(-M // parts)
     size = -(-size // MR) * MR  # whole register tiles
     if serial or n_chunks(M, size) == 1:
