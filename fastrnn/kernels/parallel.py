@@ -165,7 +165,7 @@ def _n_parts(n, min_size, work, serial):
 @jit_parallel
 def par_matmul(c, a, mp, serial):
     """``c = a @ m`` for ``mp = tiles.pack(m)`` (or ``tiles.pack_t(w)`` for m = w^T), split
-    over blocks of rows.
+    into blocks of rows, at most one per thread (``_n_parts``).
 
     c (M, N), a (M, K): C-contiguous; mp (P, K, NR). Each row's sum is the same in any
     block (``tiles.matmul``), so the blocks only decide the threads' shares of the work.
