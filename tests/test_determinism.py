@@ -72,18 +72,20 @@ def test_same_bits_for_one_and_two_numba_threads(cell, dtype, truncate):
 @pytest.mark.parametrize("truncate", [None, 3])
 def test_odd_batch_same_bits_whatever_rows_share_a_chunk(cell, truncate):
     # B = 19: one thread runs one 19-row chunk (two full register tiles and a 3-row
-    # rest), two threads a 16-row and a 3-row chunk (the 3 rows one at a time): every
-    # row's result must not depend on which rows it was computed with
+    # rest, one row at a time), two threads a 10-row and a 9-row chunk (a tile and 2
+    # rows, a tile and 1; with AVX-512): every row's result must not depend on which
+    # rows it was computed with
     one, two = _one_and_two_threads(7, 19, 5, 33, "float32", truncate, cell)
     assert one == two
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("truncate", [None, 3])
-def test_batch_of_under_two_tiles_same_bits_split_between_two_threads(cell, truncate):
-    # B = 13: one thread runs one 13-row chunk (a register tile and a 5-row partial
-    # tile), two threads an 8-row and a 5-row chunk (with AVX-512; 7 and 6 with AVX2)
-    one, two = _one_and_two_threads(7, 13, 5, 33, "float32", truncate, cell)
+def test_batch_in_equal_shares_same_bits_split_between_two_threads(cell, truncate):
+    # B = 26: one thread runs three full register tiles and 2 rows one at a time, two
+    # threads 13 rows each, a full tile and a 5-row partial one (with AVX-512): rows 8-12
+    # and 21-25 go through a partial tile on two threads only
+    one, two = _one_and_two_threads(7, 26, 5, 33, "float32", truncate, cell)
     assert one == two
 
 

@@ -181,12 +181,13 @@ def test_packing_with_checksum(shape, dtype):
 
 
 @pytest.mark.parametrize("K", [KC + 9, 40], ids=["k_blocks", "one_k_block"])
-@pytest.mark.parametrize("R", [1, 2, MR // 2, MR - 1, MR + 1, 2 * MR + 3, MC // 2, MC + 5])
+@pytest.mark.parametrize("R", [1, 2, MR // 2, MR - 1, MR + 1, 2 * MR + 3, tiles.GROUP_ROWS,
+                               MC + 5])
 def test_a_row_does_not_depend_on_the_other_rows(R, K, dtype):
     # every entry is summed in one order (tiles' summation order), whichever
     # kernel (row, partial or full tile) computes it and in whichever order the tiles
     # run: any row split gives the same bits. K <= KC: a single row takes the direct
-    # path, without the blocking loops; R >= MC / 2: tiles over groups of panels
+    # path, without the blocking loops; R >= GROUP_ROWS: tiles over groups of panels
     N = (GROUP + 1) * NR32 + 3
     a, m = _operands(R, K, N, dtype, seed=3)
     mp = tiles.pack(m)
@@ -202,8 +203,8 @@ def test_a_row_does_not_depend_on_the_other_rows(R, K, dtype):
                          ids=str)
 def test_par_matmul_is_the_product_in_any_block_split(shape, dtype):
     # the whole-sequence product (input projection, dx): c = a @ w^T over row blocks
-    # (several for the largest shape), the same bits run in parallel or serially, and
-    # each row the bits of that row alone
+    # (two for the largest shape with 2 threads), the same bits run in parallel or
+    # serially, and each row the bits of that row alone
     R, K, N = shape
     if R > MC and numba.get_num_threads() >= 2:  # the case that really splits
         assert parallel._n_parts(R, parallel.MIN_BLOCK, R * K * N, False) >= 2
@@ -221,7 +222,6 @@ def test_par_matmul_is_the_product_in_any_block_split(shape, dtype):
     assert np.array_equal(alone[0], c[R - 1])
 
 
-# (K, B, M, N, Q): one entry; odd sizes; K over 3 blocks of KC with h0's B rows spanning
 def test_weight_gradients_of_little_work_stay_on_the_calling_thread():
     # below MIN_PARALLEL_WORK multiply-adds in all, however many tasks (the GRU's parts
     # make 3): no parallel region (why: parallel.MIN_PARALLEL_WORK)
@@ -239,6 +239,7 @@ def test_weight_gradients_of_little_work_stay_on_the_calling_thread():
         numba.set_num_threads(saved)
 
 
+# (K, B, M, N, Q): one entry; odd sizes; K over 3 blocks of KC with h0's B rows spanning
 # the first block and part of the second, M over 3 panels (2 column blocks with 2
 # threads); no hidden term (Q = 0, as dW_hr); the direct form (K < N + Q, and K < N, Q
 # for the GRU's own columns) in one block and in two, h0's rows spanning them

@@ -135,12 +135,12 @@ def batch_chunk(B, serial):
     over them B / 16 times: LSTM (100, 256, 128, 512) forward recurrence 285 -> 251 ms
     at 1 thread, whose 4 MB of W_hh stream from L3). With several threads, batches of
     fewer than MR / 2 rows, which ``tiles.matmul`` runs one row at a time anyway, split
-    into single rows; larger ones into at most MAX_CHUNKS chunks of equal shares, at
-    least CHUNK_ROWS rows each (one register tile: a batch of 16 rows is two chunks at
-    2 threads, which made deepbench's forwards at 2 threads 0.70x the time of one
-    16-row chunk; shares not rounded up to whole tiles: 9 + 9 rows, not 16 + 2, took
-    0.76x the time at (100, 18, 64, 128)). The split never changes a result (rows are
-    independent).
+    into single rows; larger ones into at most MAX_CHUNKS chunks of equal shares of at
+    least CHUNK_ROWS rows, the last chunk the rest. One register tile is enough: a
+    batch of 16 rows in two chunks made deepbench's forwards at 2 threads 0.70x the
+    time of one chunk; and shares are not rounded up to whole tiles: 9 + 9 rows, not
+    16 + 2, took 0.76x the time at (100, 18, 64, 128). The split never changes a result
+    (rows are independent).
     """
     threads = 1 if serial else min(MAX_CHUNKS, _num_threads())
     if threads <= 1:
@@ -154,9 +154,9 @@ def batch_chunk(B, serial):
 def _n_parts(n, min_size, work, serial):
     # how many parts to split n items into, given the multiply-adds of all of them: at
     # most one per thread. prange hands each thread an equal run of parts, so more parts
-    # than threads only unbalance them (deepbench's 400 rows in 6 parts of 72: 216 rows
-    # to one thread, 184 to the other; one part each made its forwards at 2 threads
-    # 0.96x the time)
+    # than threads only unbalance them (the LSTM's and GRU's deepbench, 400 rows, went in
+    # 6 parts of 72: 216 rows to one thread, 184 to the other; one part each made their
+    # forwards at 2 threads 0.96-0.99x the time)
     if serial or work < MIN_PARALLEL_WORK:
         return 1
     return max(1, min(MAX_CHUNKS, _num_threads(), n // max(1, min_size), work // MIN_WORK))

@@ -75,8 +75,17 @@ ROW_SPLITS = {1: 4, 2: 2, 3: 2 if VECTOR_BYTES == 64 else 1}
 #: order).
 KC = 256
 
-#: Rows per block: the rows' block of MC x KC entries stays in L2 while the panels pass.
-MC = 128
+#: Rows per block: the rows' block of MC x KC entries (512 KB in float32) stays in L2
+#: while the panels pass, each group of panels read once per block. 512 rather than
+#: 128: the products of 400-800 rows with a weight too large for L2 (deepbench's
+#: projection and dx) read it from L3 once or twice instead of 4-7 times (800 x 1760 x
+#: 1760 232 -> 247 GFLOP/s, 400 x 512 x 2048 1-5% faster, float64 5-9%; no change at
+#: the other sizes, measured).
+MC = 512
+
+#: Blocks of at least this many rows go row tile by row tile over groups of panels;
+#: fewer (a step of a recurrence) panel by panel (see ``_matmul``).
+GROUP_ROWS = 64
 
 #: Steps of k ahead at which a full tile prefetches its panels: the panels stream from
 #: L2 or L3 (for a product of a few rows with a large matrix, from L3 each step), and
@@ -85,7 +94,7 @@ MC = 128
 #: are in L1 for the tiny recurrences they serve, do without (1 x 32 x 128 was 1.4x slower).
 PREFETCH_K = 8
 
-#: Bytes of packed weights per group of panels in a block of at least MC / 2 rows: the
+#: Bytes of packed weights per group of panels in a block of at least GROUP_ROWS rows: the
 #: group's KC x (group columns) entries stay in L2 while the row tiles pass over it.
 L2_GROUP = 1 << 19
 
@@ -576,7 +585,7 @@ def _matmul(c, ci, N, a, ai, K, m, P, KP, NR, R, accumulate, split):
             # columns across many rows (1.2-1.6x faster for (3200, 256) x (256, 1024) and
             # (25600, 128) x (128, 2048), measured). Each entry's sum is the same either way.
             group = 1
-            if r1 - r0 >= MC // 2:
+            if r1 - r0 >= GROUP_ROWS:
                 group = max(1, L2_GROUP // (kc * NV * VECTOR_BYTES))
             for g0 in range(0, P, group):
                 for i in range(r0, rt, MR):
