@@ -1,5 +1,7 @@
 """Shared helpers: random problems with contractive recurrences, dtype tolerances."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -59,3 +61,36 @@ def make_elman(T, B, I, H, dtype=np.float64, seed=0, bias=True, radius=0.8):
 @pytest.fixture(params=DTYPES, ids=lambda d: np.dtype(d).name)
 def dtype(request):
     return request.param
+
+
+def _process_threads():
+    """The CPUs this process may run on, and Numba's thread count once its threading
+    layer has started (asking earlier would start it, ahead of torch's OpenMP pool)."""
+    from numba.np.ufunc import parallel
+
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    threads = None
+    if getattr(parallel, "_is_initialized", False):
+        import numba
+
+        threads = numba.get_num_threads()
+    return cpus, threads
+
+
+@pytest.fixture(autouse=True)
+def _threads_left_as_found():
+    # a test that pins the process (the bench's set_threads) or leaves Numba at another
+    # thread count would run every later test on one core and skip their parallel paths
+    before = _process_threads()
+    yield
+    after = _process_threads()
+    import numba
+
+    threads = before[1] if before[1] is not None else numba.config.NUMBA_NUM_THREADS
+    if before[0] != after[0]:
+        os.sched_setaffinity(0, before[0])
+    if after[1] is not None and after[1] != threads:
+        numba.set_num_threads(threads)
+    assert after[0] == before[0], f"the test left the CPU affinity at {after[0]}"
+    assert after[1] is None or after[1] == threads, \
+        f"the test left Numba at {after[1]} threads (was {threads})"

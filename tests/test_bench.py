@@ -89,11 +89,16 @@ def test_a_wrong_framework_is_reported_and_not_timed(monkeypatch):
             return lambda: {k: v * 1.01 for k, v in ok().items()}
 
     monkeypatch.setitem(frameworks.FRAMEWORKS, "wrong", Wrong)
+    # the worker pins its process to the threads asked for: not this one, which runs the
+    # rest of the suite
+    pinned = []
+    monkeypatch.setattr(harness, "set_threads", pinned.append)
     rows = harness.run_framework("wrong", [("rnn_tanh", "tiny", "forward")], "float32", 1, 1,
                                  100.0)
     assert rows[0]["ok"] is False and "median_s" not in rows[0]
     assert rows[0]["check_error"] == pytest.approx(0.01, rel=1e-3)
     assert "FAILED check" in report.format_table(rows)
+    assert pinned == [1]
 
 
 def test_measure_takes_the_median():
