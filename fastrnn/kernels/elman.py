@@ -32,7 +32,7 @@ from .grads import linear_grads
 from .linalg import (add_into, add_p, copy_into, copy_rows, outer_acc, zero_p, sum_windows_p,
                      vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
-from .tiles import MR, _data, matmul, pack, pack_t, step_matmul
+from .tiles import MR, _data, _int, matmul, pack, pack_t, step_matmul
 from .rowvec import _row_stride, vecmat
 
 # --------------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ def _truncated_chunk(da, da_ages, dh0, dout, dh_n, out, w_hh_p, lengths, r0, r1,
     g2 = g.reshape(2 * k * R, H)  # row (p*k + age)*R + r is g[p, age, r]
     pg, pd, po = _data(g), _data(da), _data(out)  # rows by offset, as in _backward_chunk
     p = 0
-    n_prop = 0
+    n_prop = _int(0)  # (a literal 0 compiled window_entries once more)
     for t in range(T - 1, -1, -1):
         gs = g[p]
         n_live = window_entries(gs, dout, t, r0, r1, n_prop)

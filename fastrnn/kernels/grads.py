@@ -44,7 +44,7 @@ from .._config import jit, jit_parallel
 from ._symbols import compiled_once
 from .linalg import copy_into
 from .parallel import MAX_CHUNKS, MIN_PARALLEL_WORK, MIN_WORK, _num_threads, balance
-from .tiles import (KC, VECTOR_BYTES, _aligned_panels, _data, _transpose_block, matmul,
+from .tiles import (KC, VECTOR_BYTES, _aligned_panels, _data, _int, _transpose_block, matmul,
                     panel_width)
 
 
@@ -167,7 +167,7 @@ def _grad_columns(dw_a, dw_b, db, da, a_head, a_tail, b_head, b_tail, mp, at, c,
     for k0 in range(0, K, KC):
         kc = min(KC, K - k0)
         _pack_columns(mp, block, da, k0, kc, j0, j1, True)
-        _add_block(total, block, 0, n, k0 == 0)
+        _add_block(total, block, _int(0), n, k0 == 0)
         a = at[: R * kc].reshape((R, kc))  # (the rows' block, row stride kc)
         for q in range(4):
             src = srcs[q]
@@ -175,13 +175,14 @@ def _grad_columns(dw_a, dw_b, db, da, a_head, a_tail, b_head, b_tail, mp, at, c,
             lo = max(k0, s)
             hi = min(k0 + kc, s + src.shape[0])
             if lo < hi:
-                _transpose_into(a, 0 if q < 2 else Na, lo - k0, src, lo - s, hi - lo, 0,
+                _transpose_into(a, 0 if q < 2 else Na, lo - k0, src, lo - s, hi - lo, _int(0),
                                 src.shape[1], no_sums)
         matmul(c, 0, a, 0, R, mp, k0 > 0)
     # dw_a[j0 + m, n] = c[n, m], dw_b[j0 + m, n] = c[Na + n, m]
     outs = (dw_a, dw_b)
     for q in range(2):
-        _transpose_into(outs[q], j0, 0, c, q * Na, outs[q].shape[1], 0, c.shape[1], no_sums)
+        _transpose_into(outs[q], j0, _int(0), c, q * Na, outs[q].shape[1], _int(0), c.shape[1],
+                        no_sums)
     copy_into(db[j0:j1], total)
 
 
@@ -198,7 +199,7 @@ def _scratch(da, R, j0, j1):
     # the buffers of _grad_columns for columns j0..j1-1 and R rows
     NR = panel_width(da.itemsize)
     n = j1 - j0
-    return (_aligned_panels(-(-n // NR), KC, NR, n, da), np.empty(R * KC, da.dtype),
+    return (_aligned_panels(-(-n // NR), _int(KC), NR, n, da), np.empty(R * KC, da.dtype),
             np.empty((R, n), da.dtype), np.empty(2 * n, da.dtype))
 
 
@@ -240,7 +241,7 @@ def _grad_rows(dw_a, dw_b, db, da, a_head, a_tail, b_head, b_tail, ap, bp, at, b
         a = at[: n * kc].reshape((n, kc))
         for j in range(j0, j1):
             block[j] = -0.0  # -0.0 + v is v, bit for bit: a sum starts from the first row
-        _transpose_into(a, 0, 0, da, k0, kc, j0, j1, block)
+        _transpose_into(a, _int(0), _int(0), da, k0, kc, j0, j1, block)
         _add_block(db, block, j0, j1, k0 == 0)
         matmul(dw_a, j0, a, 0, n, ap, k0 > 0)
         matmul(dw_b, j0, a, 0, n, bp, k0 > 0)
@@ -259,9 +260,9 @@ _grad_rows_call = compiled_once("fastrnn_grads_rows_{}_v%d" % _GRAD_ABI,
 def _row_scratch(da, Na, Nb, j0, j1):
     # the buffers of _grad_rows for columns j0..j1-1 of da, Na and Nb columns of a, b
     NR = panel_width(da.itemsize)
-    return (_aligned_panels(-(-Na // NR), KC, NR, Na, da),
-            _aligned_panels(-(-Nb // NR), KC, NR, Nb, da), np.empty((j1 - j0) * KC, da.dtype),
-            np.empty(j1, da.dtype))
+    return (_aligned_panels(-(-Na // NR), _int(KC), NR, Na, da),
+            _aligned_panels(-(-Nb // NR), _int(KC), NR, Nb, da),
+            np.empty((j1 - j0) * KC, da.dtype), np.empty(j1, da.dtype))
 
 
 @jit

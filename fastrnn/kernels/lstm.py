@@ -26,7 +26,7 @@ from .grads import linear_grads
 from .linalg import (add_into, add_p, copy_into, copy_p, copy_rows, outer_acc, zero_p,
                      sum_windows, sum_windows_p, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
-from .tiles import MR, _data, matmul, pack, pack_t, step_matmul
+from .tiles import MR, _data, _int, matmul, pack, pack_t, step_matmul
 from .rowvec import _row_stride, vecmat
 
 # --------------------------------------------------------------------------------------
@@ -305,7 +305,7 @@ def _truncated_chunk(da, da_ages, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs
                                             _data(dm), _data(gates), _data(cs), _data(c0))
     pdhs, pms = _data(dhs), _data(ms)
     p = 0
-    n_prop = 0
+    n_prop = _int(0)  # (a literal 0 compiled window_entries once more)
     for t in range(T - 1, -1, -1):
         hs = gh[p]
         n_live = window_entries(hs, dout, t, r0, r1, n_prop)

@@ -504,6 +504,13 @@ def _row_split(c, c_off, a, a_off, m, pstride, P, NR, K, N, accumulate):
         _row_1s(c, c_off, N, a, a_off, K, m, m_off, pstride, K, 1, cols, accumulate)
 
 
+#: An int of no literal type, for constant arguments of calls between kernels: Numba
+#: types a constant argument as a literal, and each combination of literal and int
+#: arguments compiles the callee once more (cold, float32: ``_row`` twice, 0.6 s each;
+#: ``grads._transpose_into`` three times, ~1 s each)
+_int = np.intp
+
+
 @jit
 def _row(c, c_off, ldc, a, a_off, lda, m, m_off, pstride, P, NR, K, N, accumulate):
     # one row: c[c_off + j] (+)= sum_k a[a_off + k] * (column j of the P packed panels
@@ -565,8 +572,8 @@ def _matmul(c, ci, N, a, ai, K, m, P, KP, NR, R, accumulate, split):
                 _row_split(c, c0 + i * ldc, a, a0 + i * lda, m, pstride, P, NR, K, N,
                            accumulate)
             else:
-                _row(c, c0 + i * ldc, ldc, a, a0 + i * lda, lda, m, 0, pstride, P, NR, K, N,
-                     accumulate)
+                _row(c, c0 + i * ldc, ldc, a, a0 + i * lda, lda, m, _int(0), pstride, P, NR, K,
+                     N, accumulate)
         return
     for r0 in range(0, R, MC):
         r1 = min(R, r0 + MC)
