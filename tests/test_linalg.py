@@ -243,8 +243,9 @@ def test_weight_gradients_of_little_work_stay_on_the_calling_thread():
 
 # (K, B, M, N, Q): one entry; odd sizes; K over 3 blocks of KC with h0's B rows spanning
 # the first block and part of the second, M = 265 over 9 or more panels (2 column blocks
-# with 2 threads: M (N + Q) K is over MIN_PARALLEL_WORK whatever the panel width); no hidden term (Q = 0, as dW_hr); the direct form (K < N + Q, and K < N, Q
-# for the GRU's own columns) in one block and in two, h0's rows spanning them
+# with 2 threads: M (N + Q) K is over MIN_PARALLEL_WORK whatever the panel width); no
+# hidden term (Q = 0, as dW_hr); the direct form (K < N + Q, and K < N, Q for the GRU's
+# own columns) in one block and in two, h0's rows spanning them
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1, 1), (7, 3, 5, 3, 2),
                                    (3 * KC + 5, KC + 7, 265, 40, 50), (300, 4, 37, 17, 0),
                                    (5, 2, 37, 17, 9), (KC + 5, KC + 3, 2 * NR32 + 9, 270, 300)],

@@ -32,7 +32,7 @@ from .grads import linear_grads
 from .linalg import (add_into, add_p, copy_into, copy_rows, outer_acc, zero_p, sum_windows_p,
                      vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
-from .tiles import MR, _data, _int, matmul, pack, pack_t, step_matmul
+from .tiles import MR, _bool, _data, _int, matmul, pack, pack_t, step_matmul
 from .rowvec import _row_stride, vecmat
 
 # --------------------------------------------------------------------------------------
@@ -112,9 +112,9 @@ def elman_forward(out, h_n, x, h0, w_ih, w_hh, b, act):
     act : int
         Activation code.
     """
-    elman_project(out, x, w_ih, False)
+    elman_project(out, x, w_ih, _bool(False))
     elman_recurrence(out, h_n, h0, pack_t(w_hh), b, act, np.full(x.shape[1], x.shape[0], np.int64),
-                     False)
+                     _bool(False))
 
 
 # --------------------------------------------------------------------------------------
@@ -299,13 +299,13 @@ def elman_backward(dx, dh0, dw_ih, dw_hh, db, dout, dh_n, x, h0, w_ih, w_hh, out
     lengths = np.full(B, T, np.int64)
     w_hh_p = pack(w_hh)
     if k <= 0 or k >= T:
-        elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh_p, act, lengths, False)
+        elman_backward_recurrence(da, dh0, dout, dh_n, out, w_hh_p, act, lengths, _bool(False))
     else:
         H = out.shape[2]
         elman_truncated_recurrence(da, np.empty((0, k, B, H), out.dtype), dh0,
                                    dout.reshape(T, 1, B, H), dh_n, out, w_hh_p, act, k, lengths,
-                                   False)
-    elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out, False)
+                                   _bool(False))
+    elman_weight_grads(dx, dw_ih, dw_hh, db, da, x, h0, w_ih, out, _bool(False))
 
 
 # --------------------------------------------------------------------------------------
@@ -345,8 +345,8 @@ def elman_step_backward(dx, dh, da, dw_ih_t, dw_hh_t, db, dh_out, x, h, h_out, w
     for r in range(x.shape[0]):
         dar = da[r]
         activation_backward(dar, dh_out[r], h_out[r], act)  # h_out = act(a)
-        vecmat_t(dx[r], w_ih_t, dar, False)  # a = x W_ih^T + h W_hh^T + b
-        vecmat_t(dh[r], w_hh_t, dar, False)
+        vecmat_t(dx[r], w_ih_t, dar, _bool(False))  # a = x W_ih^T + h W_hh^T + b
+        vecmat_t(dh[r], w_hh_t, dar, _bool(False))
         outer_acc(dw_ih_t, x[r], dar)
         outer_acc(dw_hh_t, h[r], dar)
         add_into(db, dar)

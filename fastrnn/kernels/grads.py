@@ -44,8 +44,8 @@ from .._config import jit, jit_parallel
 from ._symbols import compiled_once
 from .linalg import copy_into
 from .parallel import MAX_CHUNKS, MIN_PARALLEL_WORK, MIN_WORK, _num_threads, balance
-from .tiles import (KC, VECTOR_BYTES, _aligned_panels, _data, _int, _transpose_block, matmul,
-                    panel_width)
+from .tiles import (KC, VECTOR_BYTES, _aligned_panels, _bool, _data, _int, _transpose_block,
+                    matmul, panel_width)
 
 
 @jit
@@ -166,7 +166,7 @@ def _grad_columns(dw_a, dw_b, db, da, a_head, a_tail, b_head, b_tail, mp, at, c,
     total, block = sums[:n], sums[n:]
     for k0 in range(0, K, KC):
         kc = min(KC, K - k0)
-        _pack_columns(mp, block, da, k0, kc, j0, j1, True)
+        _pack_columns(mp, block, da, k0, kc, j0, j1, _bool(True))
         _add_block(total, block, _int(0), n, k0 == 0)
         a = at[: R * kc].reshape((R, kc))  # (the rows' block, row stride kc)
         for q in range(4):

@@ -23,7 +23,7 @@ from .grads import linear_grads
 from .linalg import (add_into, add_p, copy_into, copy_p, copy_rows, outer_acc, zero_p,
                      sum_windows, sum_windows_p, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
-from .tiles import MR, _data, _int, matmul, pack, pack_t, step_matmul
+from .tiles import MR, _bool, _data, _int, matmul, pack, pack_t, step_matmul
 from .rowvec import _row_stride, vecmat
 
 # --------------------------------------------------------------------------------------
@@ -141,9 +141,9 @@ def gru_recurrence(out, h_n, gates, ghn, h0, w_hh_t, b_ih, b_hh, lengths, serial
 @jit_calls_parallel
 def gru_forward(out, h_n, gates, ghn, x, h0, w_ih, w_hh, b_ih, b_hh):
     """Whole forward pass (T >= 1): ``gru_project`` then ``gru_recurrence``."""
-    gru_project(gates, x, w_ih, False)
+    gru_project(gates, x, w_ih, _bool(False))
     gru_recurrence(out, h_n, gates, ghn, h0, pack_t(w_hh), b_ih, b_hh,
-                   np.full(x.shape[1], x.shape[0], np.int64), False)
+                   np.full(x.shape[1], x.shape[0], np.int64), _bool(False))
 
 
 # --------------------------------------------------------------------------------------
@@ -342,12 +342,12 @@ def gru_backward(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dout, dh_n, x, h0, w_ih, w
     w_hh_p = pack(w_hh)
     if k <= 0 or k >= T:
         gru_backward_recurrence(dgi, dgh, dh0, dout, dh_n, gates, ghn, h0, out, w_hh_p,
-                                lengths, False)
+                                lengths, _bool(False))
     else:
         gru_truncated_recurrence(dgi, np.empty((0, k, B, 3 * H), out.dtype), dgh, dh0,
                                  dout.reshape(T, 1, B, H), dh_n, gates, ghn, h0, out, w_hh_p, k,
-                                 lengths, False)
-    gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, w_ih, out, False)
+                                 lengths, _bool(False))
+    gru_weight_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgi, dgh, x, h0, w_ih, out, _bool(False))
 
 
 # --------------------------------------------------------------------------------------
@@ -393,8 +393,8 @@ def gru_step_backward(dx, dh, dgates, dw_ih_t, dw_hh_t, db_ih, db_hh, dh_out, x,
         dgi = dgates[r, : 3 * H]
         dgh = dgates[r, 3 * H :]
         _cell_backward(dgi, dgh, dh[r], dh_out[r], gates[r, : 3 * H], gates[r, 5 * H :], h[r], H)
-        vecmat_t(dh[r], w_hh_t, dgh, True)  # dh = dh_out z + dgh W_hh
-        vecmat_t(dx[r], w_ih_t, dgi, False)
+        vecmat_t(dh[r], w_hh_t, dgh, _bool(True))  # dh = dh_out z + dgh W_hh
+        vecmat_t(dx[r], w_ih_t, dgi, _bool(False))
         outer_acc(dw_ih_t, x[r], dgi)
         outer_acc(dw_hh_t, h[r], dgh)
         add_into(db_ih, dgi)

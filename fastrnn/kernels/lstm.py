@@ -26,7 +26,7 @@ from .grads import linear_grads
 from .linalg import (add_into, add_p, copy_into, copy_p, copy_rows, outer_acc, zero_p,
                      sum_windows, sum_windows_p, vecmat_t, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
-from .tiles import MR, _data, _int, matmul, pack, pack_t, step_matmul
+from .tiles import MR, _bool, _data, _int, matmul, pack, pack_t, step_matmul
 from .rowvec import _row_stride, vecmat
 
 # --------------------------------------------------------------------------------------
@@ -160,9 +160,9 @@ def lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, w_hh_t, b, w_hr_t, lengths
 @jit_calls_parallel
 def lstm_forward(out, h_n, c_n, gates, cs, x, h0, c0, w_ih, w_hh, b, w_hr):
     """Whole forward pass (T >= 1): ``lstm_project`` then ``lstm_recurrence``."""
-    lstm_project(gates, x, w_ih, False)
+    lstm_project(gates, x, w_ih, _bool(False))
     lstm_recurrence(out, h_n, c_n, gates, cs, h0, c0, pack_t(w_hh), b, pack_t(w_hr),
-                    np.full(x.shape[1], x.shape[0], np.int64), False)
+                    np.full(x.shape[1], x.shape[0], np.int64), _bool(False))
 
 
 # --------------------------------------------------------------------------------------
@@ -423,12 +423,12 @@ def lstm_backward(dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dout, dh_n, dc_n, x, h0
     w_hh_p, w_hr_p = pack(w_hh), pack(w_hr)
     if k <= 0 or k >= T:
         lstm_backward_recurrence(da, dhs, ms, dh0, dc0, dout, dh_n, dc_n, gates, cs, c0, w_hh_p,
-                                 w_hr_p, lengths, False)
+                                 w_hr_p, lengths, _bool(False))
     else:
         lstm_truncated_recurrence(da, np.empty((0, k, B, gates.shape[2]), out.dtype), dhs, ms,
                                   dh0, dc0, dout.reshape(T, 1, B, P), dh_n, dc_n, gates, cs, c0,
-                                  w_hh_p, w_hr_p, k, lengths, False)
-    lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, x, h0, w_ih, out, False)
+                                  w_hh_p, w_hr_p, k, lengths, _bool(False))
+    lstm_weight_grads(dx, dw_ih, dw_hh, db, dw_hr, da, dhs, ms, x, h0, w_ih, out, _bool(False))
 
 
 # --------------------------------------------------------------------------------------
@@ -493,7 +493,7 @@ def lstm_step_backward(dx, dh, dc, dgates, dw_ih_t, dw_hh_t, db, dw_hr_t, dh_out
         a = gates[r]
         dm = dc[r]  # dL/dm first, overwritten by dL/dc_prev below (same j, read first)
         if proj:  # h = W_hr m
-            vecmat_t(dm, w_hr_t, dh_out[r], False)
+            vecmat_t(dm, w_hr_t, dh_out[r], _bool(False))
             for j in range(H):
                 mj = a[3 * H + j] * tanh(c_out[r, j])
                 for q in range(dh_out.shape[1]):
@@ -501,8 +501,8 @@ def lstm_step_backward(dx, dh, dc, dgates, dw_ih_t, dw_hh_t, db, dw_hr_t, dh_out
         else:
             copy_into(dm, dh_out[r])
         _cell_backward(dgates[r], dc[r], dm, dc_out[r], a, c_out[r], c[r], H)
-        vecmat_t(dx[r], w_ih_t, dgates[r], False)  # a = x W_ih^T + h W_hh^T + b
-        vecmat_t(dh[r], w_hh_t, dgates[r], False)
+        vecmat_t(dx[r], w_ih_t, dgates[r], _bool(False))  # a = x W_ih^T + h W_hh^T + b
+        vecmat_t(dh[r], w_hh_t, dgates[r], _bool(False))
         outer_acc(dw_ih_t, x[r], dgates[r])
         outer_acc(dw_hh_t, h[r], dgates[r])
         add_into(db, dgates[r])

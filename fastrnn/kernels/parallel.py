@@ -30,7 +30,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from .._config import jit, jit_inline, jit_parallel
-from .tiles import MR, matmul
+from .tiles import MR, _int, matmul
 
 #: At most this many chunks per parallel loop (enough for 16 cores).
 MAX_CHUNKS = 16
@@ -172,7 +172,7 @@ def par_matmul(c, a, mp, serial):
     ``serial``: run every block on the calling thread (same results, no parallel region).
     """
     M = c.shape[0]
-    parts = _n_parts(M, MIN_BLOCK, M * c.shape[1] * a.shape[1], serial)
+    parts = _n_parts(M, _int(MIN_BLOCK), M * c.shape[1] * a.shape[1], serial)
     size = -(-M // parts)
     size = -(-size // MR) * MR  # whole register tiles
     if serial or n_chunks(M, size) == 1:

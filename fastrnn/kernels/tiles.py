@@ -286,6 +286,16 @@ _row_2s = _make_tile(1, 2, ROW_SPLITS[2])
 _row_1s = _make_tile(1, 1, ROW_SPLITS[1])
 
 
+#: An int and a bool of no literal type, for constants passed from one kernel to another
+#: (``_int(0)``, ``_int(KC)``, ``_bool(False)``): Numba types a constant argument, or a
+#: global, as a literal of its value, and compiles the callee once more for each mix of
+#: literal values and plain types it meets (cold, float32: ``_row`` twice, 0.6 s each;
+#: ``grads._transpose_into`` three times, ~1 s each; a parallel kernel called with a
+#: literal ``serial`` by the compiled entry points and with a bool from Python, twice)
+_int = np.intp
+_bool = np.bool_
+
+
 @jit
 def panel_width(dtype_size):
     """Columns per panel (NR) for elements of ``dtype_size`` bytes."""
@@ -331,7 +341,7 @@ def _aligned_panels(P, K, NR, N, dtype_like):
 def pack(m):
     """Packed copy of m (K, N), C-contiguous, for ``matmul``: (ceil(N / NR), K, NR), its
     first element on a vector boundary."""
-    return pack_and_sum(m, False)[0]
+    return pack_and_sum(m, _bool(False))[0]
 
 
 @jit
@@ -423,7 +433,7 @@ def _transpose_block(typingctx, dst, d_off, ldd, src, s_off, lds):
 def pack_t(w):
     """Packed copy of w.T for w (N, K), C-contiguous: what ``pack(w.T)`` gives, without
     the transpose."""
-    return pack_t_and_sum(w, False)[0]
+    return pack_t_and_sum(w, _bool(False))[0]
 
 
 @jit
@@ -502,13 +512,6 @@ def _row_split(c, c_off, a, a_off, m, pstride, P, NR, K, N, accumulate):
         _row_2s(c, c_off, N, a, a_off, K, m, m_off, pstride, K, 1, cols, accumulate)
     elif P - p == 1:
         _row_1s(c, c_off, N, a, a_off, K, m, m_off, pstride, K, 1, cols, accumulate)
-
-
-#: An int of no literal type, for constant arguments of calls between kernels: Numba
-#: types a constant argument as a literal, and each combination of literal and int
-#: arguments compiles the callee once more (cold, float32: ``_row`` twice, 0.6 s each;
-#: ``grads._transpose_into`` three times, ~1 s each)
-_int = np.intp
 
 
 @jit
