@@ -80,7 +80,9 @@ def _process_threads():
 @pytest.fixture(autouse=True)
 def _threads_left_as_found():
     # a test that pins the process (the bench's set_threads) or leaves Numba at another
-    # thread count would run every later test on one core and skip their parallel paths
+    # thread count would run every later test on one core and skip their parallel paths.
+    # The restore is partial (threads started while pinned keep their mask; torch's and
+    # BLAS's thread counts are not checked): the failure is what counts
     before = _process_threads()
     yield
     after = _process_threads()
