@@ -472,3 +472,60 @@ def test_vecmat_against_numpy(K, N, layout, accumulate, dtype):
     want = (c0[1].astype(np.float64) if accumulate else 0) + a[1].astype(np.float64) @ m
     assert_close(c[1], want.astype(dtype), dtype, scale=10)
     assert np.array_equal(c[0], c0[0]) or not accumulate and np.isnan(c[0]).all()
+
+
+@njit
+def _vecmat_t(y, m, v, accumulate):
+    rowvec.vecmat_t(y, m, v, accumulate)
+
+
+W32 = tiles.VECTOR_BYTES // 4  # float32 lanes
+
+
+@pytest.mark.parametrize("K, N", [(1, 1), (1, 128), (8, 128), (13, 96), (7, 33), (15, 5),
+                                  (21, 2 * W32 + 3), (3, W32 - 1), (32, 200)], ids=str)
+@pytest.mark.parametrize("layout", ["contiguous", "row_strided", "element_strided", "v_strided",
+                                    "y_strided"])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_vecmat_t_against_numpy(K, N, layout, accumulate, dtype):
+    # the one-step backward kernels' product y (+)= m @ v: rows of m 8, 4, 2, 1 at a
+    # time in vectors of columns; m or v with gaps between elements: the plain loop
+    rng = np.random.default_rng(5)
+    big = rng.standard_normal((K, 2 * N + 3)).astype(dtype)
+    m = {"element_strided": big[:, : 2 * N : 2], "row_strided": big[:, 3:N + 3]}.get(
+        layout, np.ascontiguousarray(big[:, :N]))
+    vbig = rng.standard_normal(2 * N).astype(dtype)
+    v = vbig[::2] if layout == "v_strided" else vbig[:N].copy()
+    ybig = rng.standard_normal(2 * K).astype(dtype)
+    y0 = ybig.copy()
+    y = ybig[::2] if layout == "y_strided" else ybig[:K]
+    if not accumulate:
+        y[:] = np.nan
+    m0, v0 = m.copy(), v.copy()
+    _vecmat_t(y, m, v, accumulate)
+    want = (y0[: 2 * K : 2] if layout == "y_strided" else y0[:K]).astype(np.float64)
+    want = (want if accumulate else 0) + m.astype(np.float64) @ v
+    assert_close(y, want.astype(dtype), dtype, scale=10)
+    assert np.array_equal(m, m0) and np.array_equal(v, v0)
+    if layout == "y_strided":  # the entries between y's are left alone
+        assert np.array_equal(ybig[1::2], y0[1::2])
+    if layout in ("contiguous", "row_strided") and not accumulate:
+        # each row's sum has one order, whatever group of rows it went in
+        for k in range(K):
+            one = np.full(1, np.nan, dtype)
+            _vecmat_t(one, np.ascontiguousarray(m[k : k + 1]), v, False)
+            assert one[0] == y[k], k
+
+
+def test_vecmat_t_nan_in_nan_out():
+    m = np.ones((11, 37), np.float32)
+    v = np.ones(37, np.float32)
+    v[35] = np.nan  # in the last N % W columns (W = 8 or 16)
+    y = np.zeros(11, np.float32)
+    _vecmat_t(y, m, v, False)
+    assert np.isnan(y).all()
+    v[35], v[2] = 1, np.inf  # in the whole vectors; 0 * inf is NaN
+    m[4, 2] = 0
+    y[:] = 0
+    _vecmat_t(y, m, v, True)
+    assert np.isnan(y[4]) and np.isposinf(np.delete(y, 4)).all()

@@ -30,10 +30,10 @@ from .._config import jit, jit_calls_parallel, jit_parallel
 from .activations import activate, activation_backward, activation_backward_p
 from .grads import linear_grads
 from .linalg import (add_into, add_p, copy_into, copy_rows, outer_acc, zero_p, sum_windows_p,
-                     vecmat_t, window_entries, zero)
+                     window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
 from .tiles import MR, _bool, _data, _int, matmul, pack, pack_t, step_matmul
-from .rowvec import _row_stride, vecmat
+from .rowvec import _row_stride, vecmat, vecmat_t
 
 # --------------------------------------------------------------------------------------
 # forward

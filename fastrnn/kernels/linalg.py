@@ -1,6 +1,6 @@
 """Small vector and matrix helpers shared by the cell kernels (the per-step product
 of a recurrence is ``tiles.matmul``; the one-step kernels, which take unpacked weights,
-use ``rowvec.vecmat`` and ``vecmat_t``).
+use ``rowvec.vecmat`` and ``rowvec.vecmat_t``).
 
 Dimension key: R = rows, K = inner size, N = output size.
 
@@ -138,45 +138,6 @@ def window_entries(gs, dout, t, r0, r1, n_prop):
             else:
                 add_into(gs[a, r], dout[t, a, r0 + r])
     return max(n_prop + 1, dout.shape[1])
-
-
-@jit
-def vecmat_t(y, m, v, accumulate):
-    """``y = m @ v`` (or ``y += m @ v``): y (K,), m (K, N) C-contiguous, v (N,).
-
-    Row dot products: four rows at a time, so that four independent sums hide the
-    latency of each other (a single sum cannot vectorise without reassociation).
-    """
-    K = m.shape[0]
-    N = v.shape[0]
-    z = y.dtype.type(0.0)
-    for q in range(K // 4):
-        k = 4 * q
-        s0 = z
-        s1 = z
-        s2 = z
-        s3 = z
-        for j in range(N):
-            vj = v[j]
-            s0 += m[k, j] * vj
-            s1 += m[k + 1, j] * vj
-            s2 += m[k + 2, j] * vj
-            s3 += m[k + 3, j] * vj
-        if accumulate:
-            y[k] += s0
-            y[k + 1] += s1
-            y[k + 2] += s2
-            y[k + 3] += s3
-        else:
-            y[k] = s0
-            y[k + 1] = s1
-            y[k + 2] = s2
-            y[k + 3] = s3
-    for k in range(4 * (K // 4), K):
-        s = z
-        for j in range(N):
-            s += m[k, j] * v[j]
-        y[k] = y[k] + s if accumulate else s
 
 
 @jit

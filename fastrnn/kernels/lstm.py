@@ -24,10 +24,10 @@ from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
 from .activations import rowmap, sigmoid_ir, sigmoid_row, tanh, tanh_ir, tanh_row
 from .grads import linear_grads
 from .linalg import (add_into, add_p, copy_into, copy_p, copy_rows, outer_acc, zero_p,
-                     sum_windows, sum_windows_p, vecmat_t, window_entries, zero)
+                     sum_windows, sum_windows_p, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
 from .tiles import MR, _bool, _data, _int, matmul, pack, pack_t, step_matmul
-from .rowvec import _row_stride, vecmat
+from .rowvec import _row_stride, vecmat, vecmat_t
 
 # --------------------------------------------------------------------------------------
 # forward

@@ -136,6 +136,124 @@ def vecmat(pc, ci, pa, ai, m, accumulate):
         pc[ci + jj] = s
 
 
+def _make_rowdot(nrows):
+    """Micro-kernel of ``vecmat_t``: ``nrows`` rows of a row-major matrix times a
+    vector, each row's dot product in a vector of W lanes (``nrows`` independent
+    chains of fused multiply-adds)."""
+
+    @intrinsic
+    def rowdot(typingctx, y, ldy, m, ldm, v, N, accumulate):
+        # y[i*ldy] (+)= sum_j m[i*ldm + j] * v[j] for i < nrows (y, m, v: data pointers at
+        # the first element). Order, the same for every row: lane l sums the j = l mod W
+        # of the whole vectors in order; the lanes are added by halves (lane l + lane
+        # l + W/2, ...); then the last N % W terms in order; then y's value first.
+        if not (isinstance(y, types.CPointer) and isinstance(m, types.CPointer)
+                and isinstance(v, types.CPointer) and y.dtype == m.dtype == v.dtype
+                and y.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(y, types.intp, m, types.intp, v, types.intp, types.boolean)
+
+        def codegen(context, builder, sig, args):
+            y, ldy, m, ldm, v, N, accumulate = args
+            ft = context.get_value_type(sig.args[0].dtype)
+            size = context.get_abi_sizeof(ft)
+            W = VECTOR_BYTES // size
+            vt = ir.VectorType(ft, W)
+            vpt = vt.as_pointer()
+            intp = context.get_value_type(types.intp)
+            i32 = ir.IntType(32)
+
+            def const(n):
+                return ir.Constant(intp, n)
+
+            suffix = "f32" if size == 4 else "f64"
+            vfma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fmuladd.v{W}{suffix}")
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ft, [ft, ft, ft]), f"llvm.fmuladd.{suffix}")
+            rows = [builder.gep(m, [builder.mul(const(i), ldm)]) for i in range(nrows)]
+            acc = [cgutils.alloca_once(builder, vt) for _ in range(nrows)]
+            for a in acc:
+                builder.store(ir.Constant(vt, None), a)
+            whole = builder.sdiv(N, const(W))
+            with cgutils.for_range(builder, whole) as loop:
+                j = builder.mul(loop.index, const(W))
+                vv = builder.load(builder.bitcast(builder.gep(v, [j]), vpt), align=size)
+                for row, a in zip(rows, acc):
+                    mv = builder.load(builder.bitcast(builder.gep(row, [j]), vpt), align=size)
+                    builder.store(builder.call(vfma, [mv, vv, builder.load(a)]), a)
+            sums = [cgutils.alloca_once(builder, ft) for _ in range(nrows)]
+            for a, s in zip(acc, sums):
+                x = builder.load(a)
+                n = W
+                while n > 1:  # lanes by halves
+                    n //= 2
+                    lo = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(i32, n),
+                                                                  list(range(n))))
+                    hi = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(i32, n),
+                                                                  list(range(n, 2 * n))))
+                    x = builder.fadd(lo, hi)
+                builder.store(builder.extract_element(x, ir.Constant(i32, 0)), s)
+            with cgutils.for_range_slice(builder, builder.mul(whole, const(W)), N,
+                                         const(1)) as (j, _):
+                vj = builder.load(builder.gep(v, [j]))
+                for row, s in zip(rows, sums):
+                    mj = builder.load(builder.gep(row, [j]))
+                    builder.store(builder.call(fma, [mj, vj, builder.load(s)]), s)
+            for i, s in enumerate(sums):
+                out = builder.gep(y, [builder.mul(const(i), ldy)])
+                total = builder.load(s)
+                with builder.if_else(accumulate) as (then, otherwise):
+                    with then:
+                        builder.store(builder.fadd(builder.load(out), total), out)
+                    with otherwise:
+                        builder.store(total, out)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return rowdot
+
+
+_rowdot_8 = _make_rowdot(8)
+_rowdot_4 = _make_rowdot(4)
+_rowdot_2 = _make_rowdot(2)
+_rowdot_1 = _make_rowdot(1)
+
+
+@jit_inline
+def vecmat_t(y, m, v, accumulate):
+    """``y (+)= m @ v`` for y (K,), m (K, N), v (N,): each row of m times v, rows of
+    m contiguous (the one-step backward kernels' transposed weights), 8 rows at a time
+    in vectors of W columns (``_make_rowdot``: each entry summed in an order fixed by
+    N). An m or v whose elements are not next to each other goes through the plain
+    loop, in k order."""
+    K, N = m.shape
+    size = m.itemsize
+    if N > 1 and (m.strides[1] != size or v.strides[0] != size):
+        for k in range(K):
+            s = m.dtype.type(0.0)
+            for j in range(N):
+                s += m[k, j] * v[j]
+            y[k] = y[k] + s if accumulate else s
+        return
+    py, pm, pv = _data(y), _data(m), _data(v)
+    ldy = y.strides[0] // size
+    ldm = m.strides[0] // size
+    k = 0
+    while K - k >= 8:
+        _rowdot_8(_offset(py, k * ldy), ldy, _offset(pm, k * ldm), ldm, pv, N, accumulate)
+        k += 8
+    if K - k >= 4:
+        _rowdot_4(_offset(py, k * ldy), ldy, _offset(pm, k * ldm), ldm, pv, N, accumulate)
+        k += 4
+    if K - k >= 2:
+        _rowdot_2(_offset(py, k * ldy), ldy, _offset(pm, k * ldm), ldm, pv, N, accumulate)
+        k += 2
+    if K - k >= 1:
+        _rowdot_1(_offset(py, k * ldy), ldy, _offset(pm, k * ldm), ldm, pv, N, accumulate)
+
+
 @jit_inline
 def _row_stride(a):
     """Elements from one row of a 2-D array to the next."""
