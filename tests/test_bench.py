@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fastrnn.bench import frameworks, harness, problems, report
@@ -187,3 +188,37 @@ def test_cli_rejects_unknown_choices():
     res = subprocess.run([sys.executable, "-m", "fastrnn.bench", "--sizes", "huge"],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "unknown size" in res.stderr and "tiny" in res.stderr
+
+
+@pytest.mark.parametrize("backward", [False, True], ids=["forward", "backward"])
+def test_step_bench_checks_and_times_every_installed_framework(backward, dtype, monkeypatch,
+                                                              tmp_path):
+    # python -m fastrnn.bench.steps: each framework's step (and its backward) agrees
+    # with fastrnn's before it is timed, in float32 and float64, at H = 1 and odd H
+    from fastrnn.bench import steps
+
+    pinned = []
+    monkeypatch.setattr(harness, "set_threads", pinned.append)  # not this process
+    out = tmp_path / "steps.json"
+    args = ["--hidden", "1,5", "--input", "3", "--dtype", np.dtype(dtype).name, "--steps", "200",
+            "--budget", "0.001", "--repeats", "2", "--json", str(out)]
+    assert steps.main(args + (["--backward"] if backward else [])) == 0
+    rows = json.loads(out.read_text())
+    fws = [f for f, fw in steps.FRAMEWORKS.items() if getattr(fw, "available", lambda: True)()]
+    assert {(r["cell"], r["H"], r["framework"]) for r in rows} == {
+        (c, H, f) for c in steps.CELLS for H in (1, 5) for f in fws}  # a failed check: no row
+    mode = "backward" if backward else "forward"
+    assert all(r["ok"] and r["us_per_step"] > 0 and r["mode"] == mode for r in rows)
+    assert pinned == [1]
+
+
+def test_step_bench_reports_a_wrong_gradient():
+    from fastrnn.bench import steps
+
+    class Wrong(steps._NumPy):
+        def one(self):
+            return super().one() + 0.01
+
+    r = steps.measure(Wrong, "gru", 3, 5, np.float64, 100, 0.001, 1, backward=True)
+    assert r["ok"] is False and r["check_error"] == pytest.approx(0.01)
+    assert steps.measure(steps._NumPy, "gru", 3, 5, np.float64, 100, 0.001, 1, True)["ok"]
