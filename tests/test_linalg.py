@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from numba import njit
 
+from fastrnn._config import FASTMATH
 from fastrnn.kernels import grads, linalg, parallel, rowvec, tiles
 from fastrnn.kernels.tiles import _data
 
@@ -529,3 +530,38 @@ def test_vecmat_t_nan_in_nan_out():
     y[:] = 0
     _vecmat_t(y, m, v, True)
     assert np.isnan(y[4]) and np.isposinf(np.delete(y, 4)).all()
+
+
+@njit(fastmath=set(FASTMATH))  # inlined code takes the caller's flags: fastrnn's
+def _outer_acc_rows(m, u, v):
+    rowvec.outer_acc_rows(m, u, v)
+
+
+@pytest.mark.parametrize("R, K, N", [(1, 1, 1), (3, 5, 37), (16, 7, 8 * W32 + 3), (2, 9, 128),
+                                     (5, 1, W32 - 1), (4, 3, 200)], ids=str)
+@pytest.mark.parametrize("layout", ["contiguous", "row_strided", "element_strided", "v_strided",
+                                    "u_strided"])
+def test_outer_acc_rows_against_numpy_and_row_by_row(R, K, N, layout, dtype):
+    # the step backwards' weight gradients: m += u.T @ v, m's vectors held over the rows;
+    # the same bits as one row at a time, in row order
+    rng = np.random.default_rng(6)
+    big = rng.standard_normal((K, 2 * N + 3)).astype(dtype)
+    m = {"element_strided": big[:, : 2 * N : 2], "row_strided": big[:, 3:N + 3]}.get(
+        layout, np.ascontiguousarray(big[:, :N]))
+    ubig = rng.standard_normal((R, 2 * K)).astype(dtype)
+    u = ubig[:, ::2] if layout == "u_strided" else ubig[:, :K].copy()
+    vbig = rng.standard_normal((R, 2 * N)).astype(dtype)
+    v = vbig[:, ::2] if layout == "v_strided" else vbig[:, :N].copy()
+    m0, u0, v0, big0 = m.copy(), u.copy(), v.copy(), big.copy()
+    _outer_acc_rows(m, u, v)
+    assert_close(m, (m0.astype(np.float64) + u.astype(np.float64).T @ v).astype(dtype), dtype,
+                 scale=10)
+    assert np.array_equal(u, u0) and np.array_equal(v, v0)
+    if layout == "row_strided":  # the columns around m's are left alone
+        assert np.array_equal(big[:, :3], big0[:, :3]) and np.array_equal(
+            big[:, N + 3:], big0[:, N + 3:])
+    one_by_one = m0.copy()
+    for r in range(R):
+        _outer_acc_rows(one_by_one, np.ascontiguousarray(u[r : r + 1]),
+                        np.ascontiguousarray(v[r : r + 1]))
+    assert one_by_one.tobytes() == np.ascontiguousarray(m).tobytes()

@@ -270,30 +270,32 @@ class _JAX:
             n = jnp.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
             return (1 - z) * n + z * h, c
 
-        def train_step(w, grads, x, h, c, g):
+        w = tuple(jnp.asarray(a) for a in (p["w_ih"].T, p["w_hh"].T, p["b_ih"], p["b_hh"]))
+
+        def train_step(grads, x, h, c, g):
             # the step, and its backward from g; the weight gradients summed into grads
             out, vjp = jax.vjp(lambda w, h, c: step(w, x, h, c), w, h, c)
             dw, dh, _ = vjp(g)
             return out, dh, tuple(a + b for a, b in zip(grads, dw))
 
-        self.w = tuple(jnp.asarray(a) for a in (p["w_ih"].T, p["w_hh"].T, p["b_ih"], p["b_hh"]))
-        self.step = jax.jit(step)
+        # the weights are the jitted functions' constants (fewer arguments per call)
+        self.step = jax.jit(lambda x, h, c: step(w, x, h, c))
         self.train_step = jax.jit(train_step)
-        self.grads = tuple(jnp.zeros_like(a) for a in self.w)
+        self.grads = tuple(jnp.zeros_like(a) for a in w)
         self.x, self.h, self.c = jnp.asarray(x), jnp.asarray(h), jnp.asarray(c)
         self.g = tuple(jnp.asarray(a) for a in g)
         self.backward = backward
 
     def run(self, steps):
-        x, h, c, w = self.x, self.h, self.c, self.w
+        x, h, c = self.x, self.h, self.c
         if self.backward:
             grads = self.grads
             for _ in range(steps):
-                (h, c), self.dh, grads = self.train_step(w, grads, x, h, c, self.g)
+                (h, c), self.dh, grads = self.train_step(grads, x, h, c, self.g)
             self.grads = grads
         else:
             for _ in range(steps):
-                h, c = self.step(w, x, h, c)
+                h, c = self.step(x, h, c)
         h.block_until_ready()
         self.h, self.c = h, c
 

@@ -29,11 +29,11 @@ from numba import prange
 from .._config import jit, jit_calls_parallel, jit_parallel
 from .activations import activate, activation_backward, activation_backward_p
 from .grads import linear_grads
-from .linalg import (add_into, add_p, copy_into, copy_rows, outer_acc, zero_p, sum_windows_p,
+from .linalg import (add_into, add_p, copy_into, copy_rows, zero_p, sum_windows_p,
                      window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
 from .tiles import MR, _bool, _data, _int, matmul, pack, pack_t, step_matmul
-from .rowvec import _row_stride, vecmat, vecmat_t
+from .rowvec import _row_stride, outer_acc_rows, vecmat, vecmat_t
 
 # --------------------------------------------------------------------------------------
 # forward
@@ -347,6 +347,6 @@ def elman_step_backward(dx, dh, da, dw_ih_t, dw_hh_t, db, dh_out, x, h, h_out, w
         activation_backward(dar, dh_out[r], h_out[r], act)  # h_out = act(a)
         vecmat_t(dx[r], w_ih_t, dar, _bool(False))  # a = x W_ih^T + h W_hh^T + b
         vecmat_t(dh[r], w_hh_t, dar, _bool(False))
-        outer_acc(dw_ih_t, x[r], dar)
-        outer_acc(dw_hh_t, h[r], dar)
         add_into(db, dar)
+    outer_acc_rows(dw_ih_t, x, da)  # the rows' updates in row order, one pass over each
+    outer_acc_rows(dw_hh_t, h, da)

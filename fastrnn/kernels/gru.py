@@ -20,11 +20,11 @@ from numba import prange
 from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
 from .activations import rowmap, sigmoid_ir, tanh_ir
 from .grads import linear_grads
-from .linalg import (add_into, add_p, copy_into, copy_p, copy_rows, outer_acc, zero_p,
+from .linalg import (add_into, add_p, copy_into, copy_p, copy_rows, zero_p,
                      sum_windows, sum_windows_p, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
 from .tiles import MR, _bool, _data, _int, matmul, pack, pack_t, step_matmul
-from .rowvec import _row_stride, vecmat, vecmat_t
+from .rowvec import _row_stride, outer_acc_rows, vecmat, vecmat_t
 
 # --------------------------------------------------------------------------------------
 # forward
@@ -395,7 +395,8 @@ def gru_step_backward(dx, dh, dgates, dw_ih_t, dw_hh_t, db_ih, db_hh, dh_out, x,
         _cell_backward(dgi, dgh, dh[r], dh_out[r], gates[r, : 3 * H], gates[r, 5 * H :], h[r], H)
         vecmat_t(dh[r], w_hh_t, dgh, _bool(True))  # dh = dh_out z + dgh W_hh
         vecmat_t(dx[r], w_ih_t, dgi, _bool(False))
-        outer_acc(dw_ih_t, x[r], dgi)
-        outer_acc(dw_hh_t, h[r], dgh)
         add_into(db_ih, dgi)
         add_into(db_hh, dgh)
+    G = 3 * H  # the rows' updates in row order, one pass over each
+    outer_acc_rows(dw_ih_t, x, dgates[:, :G])
+    outer_acc_rows(dw_hh_t, h, dgates[:, G:])

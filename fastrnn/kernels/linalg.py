@@ -140,15 +140,6 @@ def window_entries(gs, dout, t, r0, r1, n_prop):
     return max(n_prop + 1, dout.shape[1])
 
 
-@jit
-def outer_acc(m, u, v):
-    """``m += outer(u, v)``: m (K, N) C-contiguous, u (K,), v (N,)."""
-    for k in range(u.shape[0]):
-        s = u[k]
-        for j in range(v.shape[0]):
-            m[k, j] += s * v[j]
-
-
 def as_bits(a):
     """a's elements as unsigned integers of their size (a view): a 1-D contiguous
     float32 or float64 array."""

@@ -23,11 +23,11 @@ from numba import prange
 from .._config import jit, jit_calls_parallel, jit_inline, jit_parallel
 from .activations import rowmap, sigmoid_ir, sigmoid_row, tanh, tanh_ir, tanh_row
 from .grads import linear_grads
-from .linalg import (add_into, add_p, copy_into, copy_p, copy_rows, outer_acc, zero_p,
+from .linalg import (add_into, add_p, copy_into, copy_p, copy_rows, zero_p,
                      sum_windows, sum_windows_p, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
 from .tiles import MR, _bool, _data, _int, matmul, pack, pack_t, step_matmul
-from .rowvec import _row_stride, vecmat, vecmat_t
+from .rowvec import _row_stride, outer_acc_rows, vecmat, vecmat_t
 
 # --------------------------------------------------------------------------------------
 # forward
@@ -503,6 +503,6 @@ def lstm_step_backward(dx, dh, dc, dgates, dw_ih_t, dw_hh_t, db, dw_hr_t, dh_out
         _cell_backward(dgates[r], dc[r], dm, dc_out[r], a, c_out[r], c[r], H)
         vecmat_t(dx[r], w_ih_t, dgates[r], _bool(False))  # a = x W_ih^T + h W_hh^T + b
         vecmat_t(dh[r], w_hh_t, dgates[r], _bool(False))
-        outer_acc(dw_ih_t, x[r], dgates[r])
-        outer_acc(dw_hh_t, h[r], dgates[r])
         add_into(db, dgates[r])
+    outer_acc_rows(dw_ih_t, x, dgates)  # the rows' updates in row order, one pass over each
+    outer_acc_rows(dw_hh_t, h, dgates)
