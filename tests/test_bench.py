@@ -194,22 +194,27 @@ def test_cli_rejects_unknown_choices():
 def test_step_bench_checks_and_times_every_installed_framework(backward, dtype, monkeypatch,
                                                               tmp_path):
     # python -m fastrnn.bench.steps: each framework's step (and its backward) agrees
-    # with fastrnn's before it is timed, in float32 and float64, at H = 1 and odd H
+    # with fastrnn's before it is timed, in float32 (batch 1) and float64 (batch 3), at
+    # H = 1 and odd H
     from fastrnn.bench import steps
 
     pinned = []
     monkeypatch.setattr(harness, "set_threads", pinned.append)  # not this process
     out = tmp_path / "steps.json"
+    batch = "1" if dtype == np.float32 else "3"
     args = ["--hidden", "1,5", "--input", "3", "--dtype", np.dtype(dtype).name, "--steps", "200",
-            "--budget", "0.001", "--repeats", "2", "--json", str(out)]
+            "--budget", "0.001", "--repeats", "2", "--json", str(out), "--batch", batch]
     assert steps.main(args + (["--backward"] if backward else [])) == 0
     rows = json.loads(out.read_text())
     fws = [f for f, fw in steps.FRAMEWORKS.items() if getattr(fw, "available", lambda: True)()]
     assert {(r["cell"], r["H"], r["framework"]) for r in rows} == {
         (c, H, f) for c in steps.CELLS for H in (1, 5) for f in fws}  # a failed check: no row
     mode = "backward" if backward else "forward"
-    assert all(r["ok"] and r["us_per_step"] > 0 and r["mode"] == mode for r in rows)
+    assert all(r["ok"] and r["us_per_step"] > 0 and r["mode"] == mode and r["B"] == int(batch)
+               for r in rows)
     assert pinned == [1]
+    with pytest.raises(SystemExit):
+        steps.main(["--batch", "0"])
 
 
 def test_step_bench_reports_a_wrong_gradient():

@@ -1,7 +1,7 @@
 """Per-step latency of one recurrent step at simulation sizes: ``python -m fastrnn.bench.steps``.
 
-One Elman/LSTM/GRU step, batch 1, hidden size H in {16, 32, 64, 128}, input size I
-(``--input``: a number, or ``H``; default 8, a controller's few sensors):
+One Elman/LSTM/GRU step, batch 1 (``--batch``), hidden size H in {16, 32, 64, 128},
+input size I (``--input``: a number, or ``H``; default 8, a controller's few sensors):
 fastrnn's step kernel called from an ``@njit`` loop (10^6 steps, fewer for large H),
 against the same step in a NumPy loop, ``torch.nn.*Cell`` under ``no_grad`` and a jitted
 JAX step, when installed. ``--backward``: each step forward and then its backward from
@@ -84,13 +84,13 @@ class _FastRNN:
         H = h.shape[1]
         self.x, self.h, self.c = x.copy(), h.copy(), c.copy()
         self.h2, self.c2 = np.empty_like(self.h), np.empty_like(self.c)
-        self.gates = np.empty((1, 6 * H), x.dtype)
+        self.gates = np.empty((x.shape[0], 6 * H), x.dtype)
         self.backward = backward
         if backward:
             w = self.w
             self.gh, self.gc = g
             self.dx, self.dh, self.dc = np.empty_like(x), np.empty_like(h), np.empty_like(c)
-            self.dg = np.empty((1, 6 * H), x.dtype)
+            self.dg = np.empty((x.shape[0], 6 * H), x.dtype)
             self.grads = [np.zeros_like(a) for a in (w.w_ih_t, w.w_hh_t, w.b_ih, w.b_hh,
                                                      w.w_hr_t)]
 
@@ -310,14 +310,14 @@ class _JAX:
 FRAMEWORKS = {"fastrnn": _FastRNN, "numpy": _NumPy, "torch": _Torch, "jax": _JAX}
 
 
-def measure(cls, cell, I, H, dtype, max_steps, budget, repeats, backward=False):
+def measure(cls, cell, I, H, dtype, max_steps, budget, repeats, backward=False, batch=1):
     """Microseconds per step (median of ``repeats`` runs of n steps), and n."""
     p = _weights(cell, I, H, dtype)
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((1, I)).astype(dtype)
-    h = (0.1 * rng.standard_normal((1, H))).astype(dtype)
-    c = (0.1 * rng.standard_normal((1, H))).astype(dtype)
-    g = tuple(rng.standard_normal((1, H)).astype(dtype) for _ in range(2))  # dL/dh, dL/dc
+    x = rng.standard_normal((batch, I)).astype(dtype)
+    h = (0.1 * rng.standard_normal((batch, H))).astype(dtype)
+    c = (0.1 * rng.standard_normal((batch, H))).astype(dtype)
+    g = tuple(rng.standard_normal((batch, H)).astype(dtype) for _ in range(2))  # dL/dh, dL/dc
     ref = _FastRNN(cell, p, x, h, c, g, backward).one()
     fw = cls(cell, p, x, h, c, g, backward)
     got = fw.one()
@@ -344,6 +344,7 @@ def main(argv=None):
     ap.add_argument("--cells", default=",".join(CELLS))
     ap.add_argument("--hidden", default="16,32,64,128")
     ap.add_argument("--input", default="8", help="input size I: a number, or H")
+    ap.add_argument("--batch", type=int, default=1, help="batch size B (rows per step)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--frameworks", default="fastrnn,numpy,torch,jax")
     ap.add_argument("--backward", action="store_true",
@@ -355,6 +356,8 @@ def main(argv=None):
     ap.add_argument("--json", default=None,
                     help="default bench-results/steps.json (steps-backward.json with --backward)")
     a = ap.parse_args(argv)
+    if a.batch < 1:
+        ap.error(f"--batch must be at least 1, got {a.batch}")
     from .harness import set_threads
     fws = [f for f in a.frameworks.split(",") if f in FRAMEWORKS and
            getattr(FRAMEWORKS[f], "available", lambda: True)()]
@@ -362,14 +365,14 @@ def main(argv=None):
     dtype = np.dtype(a.dtype).type
     rows = []
     what = "one step forward and backward" if a.backward else "one step"
-    print(f"{what}, batch 1, input size {a.input}, {a.dtype}, {a.threads} thread(s); "
+    print(f"{what}, batch {a.batch}, input size {a.input}, {a.dtype}, {a.threads} thread(s); "
           f"microseconds per step (x: that framework / fastrnn)")
     print(f"{'cell':<9}{'H':>5}" + "".join(f"{f:>18}" for f in fws))
     for cell in a.cells.split(","):
         for H in (int(h) for h in a.hidden.split(",")):
             I = H if a.input == "H" else int(a.input)
             res = {f: measure(FRAMEWORKS[f], cell, I, H, dtype, a.steps, a.budget, a.repeats,
-                              a.backward) for f in fws}
+                              a.backward, a.batch) for f in fws}
             base = res["fastrnn"].get("us_per_step")
             line = f"{cell:<9}{H:>5}"
             for f in fws:
@@ -379,7 +382,7 @@ def main(argv=None):
                     continue
                 ratio = "" if f == "fastrnn" else f" ({r['us_per_step'] / base:.0f}x)"
                 line += f"{r['us_per_step']:>11.3f}{ratio:>7}"
-                rows.append(dict(r, cell=cell, I=I, H=H, framework=f, dtype=a.dtype,
+                rows.append(dict(r, cell=cell, B=a.batch, I=I, H=H, framework=f, dtype=a.dtype,
                                  mode="backward" if a.backward else "forward"))
             print(line)
     if a.json is None:
