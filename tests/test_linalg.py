@@ -565,3 +565,36 @@ def test_outer_acc_rows_against_numpy_and_row_by_row(R, K, N, layout, dtype):
         _outer_acc_rows(one_by_one, np.ascontiguousarray(u[r : r + 1]),
                         np.ascontiguousarray(v[r : r + 1]))
     assert one_by_one.tobytes() == np.ascontiguousarray(m).tobytes()
+
+
+@njit(fastmath=set(FASTMATH))
+def _vecmat_rows(c, a, m, R, accumulate):
+    # rows 1..R of c (R + 1, N + 2) and a (R + 1, K + 1): data pointers, offsets, strides
+    rowvec.vecmat_rows(_data(c), c.shape[1] + 1, c.shape[1], _data(a), a.shape[1] + 1,
+                       a.shape[1], R, m, accumulate)
+
+
+@pytest.mark.parametrize("R, K, N", [(1, 1, 1), (tiles.MR, 7, 128), (tiles.MR + 1, 32, 96),
+                                     (2 * tiles.MR + 3, 5, 33), (3, 9, 200),
+                                     (tiles.MR, 4, 2 * NR32 + 5), (tiles.MR + 2, 3, 7)], ids=str)
+@pytest.mark.parametrize("layout", ["contiguous", "row_strided", "element_strided"])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_vecmat_rows_against_numpy(R, K, N, layout, accumulate, dtype):
+    # the one-step kernels' product for a batch: rows in groups of MR reading each row of
+    # m once, the rest one by one; the entries around the rows are left alone
+    rng = np.random.default_rng(7)
+    big = rng.standard_normal((K, 2 * N + 3)).astype(dtype)
+    m = {"contiguous": np.ascontiguousarray(big[:, :N]), "row_strided": big[:, 3:N + 3],
+         "element_strided": big[:, : 2 * N : 2]}[layout]
+    a = rng.standard_normal((R + 1, K + 1)).astype(dtype)
+    c0 = rng.standard_normal((R + 1, N + 2)).astype(dtype)
+    c = c0.copy()
+    if not accumulate:
+        c[1:, 1:N + 1] = np.nan
+    _vecmat_rows(c, a, m, R, accumulate)
+    want = (c0[1:, 1:N + 1].astype(np.float64) if accumulate else 0) + a[1:, 1:] @ m.astype(
+        np.float64)
+    assert_close(c[1:, 1:N + 1], want.astype(dtype), dtype, scale=10)
+    around = np.ones(c.shape, bool)
+    around[1:, 1:N + 1] = False
+    assert np.array_equal(c[around], c0[around])

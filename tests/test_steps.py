@@ -67,8 +67,8 @@ def _run_back(kind, act, xs, hs, cs, gates, dout, w, w_ih_t, w_hh_t, w_hr_t, dw_
 KIND = {"elman": 0, "lstm": 1, "gru": 2}
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (6, 1, 3, 5), (5, 3, 7, 32), (4, 5, 4, 9)],
-                         ids=str)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (6, 1, 3, 5), (5, 3, 7, 32), (4, 5, 4, 9),
+                                   (3, 9, 6, 20)], ids=str)  # B = 9: rows in groups of MR
 @pytest.mark.parametrize("name", ["rnn_tanh", "rnn_relu", "rnn_sigmoid", "rnn_identity", "lstm",
                                   "lstm_proj", "gru"])
 def test_steps_agree_with_the_sequence_kernels_and_the_reference(name, shape, dtype):

@@ -33,7 +33,7 @@ from .linalg import (add_into, add_p, copy_into, copy_rows, zero_p, sum_windows_
                      window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
 from .tiles import MR, _bool, _data, _int, matmul, pack, pack_t, step_matmul
-from .rowvec import _row_stride, outer_acc_rows, vecmat, vecmat_t
+from .rowvec import _row_stride, outer_acc_rows, vecmat_rows, vecmat_t
 
 # --------------------------------------------------------------------------------------
 # forward
@@ -323,14 +323,15 @@ def elman_step(h_out, x, h, w_ih_t, w_hh_t, b, act):
     h_out (B, H) written; x (B, I); h (B, H); w_ih_t (I, H) = W_ih^T; w_hh_t (H, H) =
     W_hh^T; b (H,) = b_ih + b_hh; act: TANH, RELU, SIGMOID or IDENTITY.
     """
-    H = h_out.shape[1]
+    B, H = h_out.shape
     po, px, ph = _data(h_out), _data(x), _data(h)
-    for r in range(x.shape[0]):
-        o = r * _row_stride(h_out)  # rows by offset: no views (see _forward_chunk)
-        zero_p(po, o, H)
-        vecmat(po, o, px, r * _row_stride(x), w_ih_t, True)
-        vecmat(po, o, ph, r * _row_stride(h), w_hh_t, True)
-        activate(po, o, _data(b), H, act)  # the bias last, as in the sequence kernels
+    so = _row_stride(h_out)  # rows by offset: no views (see _forward_chunk)
+    for r in range(B):
+        zero_p(po, r * so, H)
+    vecmat_rows(po, 0, so, px, 0, _row_stride(x), B, w_ih_t, True)
+    vecmat_rows(po, 0, so, ph, 0, _row_stride(h), B, w_hh_t, True)
+    for r in range(B):
+        activate(po, r * so, _data(b), H, act)  # the bias last, as in the sequence kernels
 
 
 @jit

@@ -24,7 +24,7 @@ from .linalg import (add_into, add_p, copy_into, copy_p, copy_rows, zero_p,
                      sum_windows, sum_windows_p, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
 from .tiles import MR, _bool, _data, _int, matmul, pack, pack_t, step_matmul
-from .rowvec import _row_stride, outer_acc_rows, vecmat, vecmat_t
+from .rowvec import _row_stride, outer_acc_rows, vecmat_rows, vecmat_t
 
 # --------------------------------------------------------------------------------------
 # forward
@@ -367,16 +367,19 @@ def gru_step(h_out, gates, x, h, w_ih_t, w_hh_t, b_ih, b_hh):
     G = 3 * H
     pg, px, ph, po = _data(gates), _data(x), _data(h), _data(h_out)
     pbi, pbh = _data(b_ih), _data(b_hh)
-    for r in range(x.shape[0]):
-        gi = r * _row_stride(gates)  # rows by offset: no views (see _forward_chunk)
+    B = x.shape[0]
+    sg = _row_stride(gates)  # rows by offset: no views (see _forward_chunk)
+    for r in range(B):
+        zero_p(pg, r * sg, G)  # b_ih is added by the cell
+        copy_p(pg, r * sg + G, pbh, 0, G)
+    vecmat_rows(pg, 0, sg, px, 0, _row_stride(x), B, w_ih_t, True)
+    vecmat_rows(pg, G, sg, ph, 0, _row_stride(h), B, w_hh_t, True)
+    for r in range(B):
+        gi = r * sg
         gh = gi + G
         hr = r * _row_stride(h)
-        zero_p(pg, gi, G)
-        vecmat(pg, gi, px, r * _row_stride(x), w_ih_t, True)  # b_ih is added by the cell
-        copy_p(pg, gh, pbh, 0, G)
-        vecmat(pg, gh, ph, hr, w_hh_t, True)
         _cell_forward(pg, gi, pbi, pg, gh, ph, hr, po, r * _row_stride(h_out), pg, gh + 2 * H, H,
-                      x.shape[0] < MR // 2)
+                      B < MR // 2)
 
 
 @jit

@@ -27,7 +27,7 @@ from .linalg import (add_into, add_p, copy_into, copy_p, copy_rows, zero_p,
                      sum_windows, sum_windows_p, window_entries, zero)
 from .parallel import batch_chunk, n_chunks, par_matmul
 from .tiles import MR, _bool, _data, _int, matmul, pack, pack_t, step_matmul
-from .rowvec import _row_stride, outer_acc_rows, vecmat, vecmat_t
+from .rowvec import _row_stride, outer_acc_rows, vecmat_rows, vecmat_t
 
 # --------------------------------------------------------------------------------------
 # forward
@@ -450,15 +450,18 @@ def lstm_step(h_out, c_out, gates, x, h, c, w_ih_t, w_hh_t, b, w_hr_t):
     proj = w_hr_t.shape[0] > 0
     pa, px, ph, pc, pco, pho, pb = (_data(gates), _data(x), _data(h), _data(c), _data(c_out),
                                     _data(h_out), _data(b))
-    for r in range(x.shape[0]):
-        a = r * _row_stride(gates)  # rows by offset: no views (see _forward_chunk)
-        co = r * _row_stride(c_out)
+    B = x.shape[0]
+    sa = _row_stride(gates)  # rows by offset: no views (see _forward_chunk)
+    for r in range(B):
         if proj:
-            copy_p(pa, a, pb, 0, G)
+            copy_p(pa, r * sa, pb, 0, G)
         else:
-            zero_p(pa, a, G)  # b is added by the cell, as in the sequence kernels
-        vecmat(pa, a, px, r * _row_stride(x), w_ih_t, True)
-        vecmat(pa, a, ph, r * _row_stride(h), w_hh_t, True)
+            zero_p(pa, r * sa, G)  # b is added by the cell, as in the sequence kernels
+    vecmat_rows(pa, 0, sa, px, 0, _row_stride(x), B, w_ih_t, True)
+    vecmat_rows(pa, 0, sa, ph, 0, _row_stride(h), B, w_hh_t, True)
+    for r in range(B):
+        a = r * sa
+        co = r * _row_stride(c_out)
         copy_p(pco, co, pc, r * _row_stride(c), H)
         if not proj:  # the sequence kernels' cell (full-width vectors)
             _cell_forward(pa, a, pb, pco, co, pho, r * _row_stride(h_out), H,

@@ -16,7 +16,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from .._config import jit_inline
-from .tiles import VECTOR_BYTES, _data
+from .tiles import MR, NV, VECTOR_BYTES, _data
 
 
 def _make_rowvec(nvec, splits):
@@ -98,6 +98,119 @@ _rowvec_8 = _make_rowvec(8, 1)
 _rowvec_4 = _make_rowvec(4, 2)
 _rowvec_2 = _make_rowvec(2, 4)
 _rowvec_1 = _make_rowvec(1, 4)
+
+
+def _make_rowsvec(nrows, nvec):
+    """Micro-kernel of ``vecmat_rows``: ``nrows`` rows times ``nvec`` vectors of columns
+    of a row-major matrix, each row of the matrix loaded once for all the rows."""
+
+    @intrinsic
+    def rowsvec(typingctx, c, ldc, a, lda, m, ldm, K, accumulate):
+        # c[i*ldc + j] (+)= sum_k a[i*lda + k] * m[k*ldm + j] for i < nrows, j < nvec * W
+        # (c, a, m: data pointers at the first element); each entry sums its k in order
+        if not (isinstance(c, types.CPointer) and isinstance(a, types.CPointer)
+                and isinstance(m, types.CPointer) and c.dtype == a.dtype == m.dtype
+                and c.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(c, types.intp, a, types.intp, m, types.intp, types.intp, types.boolean)
+
+        def codegen(context, builder, sig, args):
+            c, ldc, a, lda, m, ldm, K, accumulate = args
+            ft = context.get_value_type(sig.args[0].dtype)
+            size = context.get_abi_sizeof(ft)
+            W = VECTOR_BYTES // size
+            vt = ir.VectorType(ft, W)
+            vpt = vt.as_pointer()
+            intp = context.get_value_type(types.intp)
+            i32 = ir.IntType(32)
+
+            def const(n):
+                return ir.Constant(intp, n)
+
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vt, [vt, vt, vt]),
+                f"llvm.fmuladd.v{W}{'f32' if size == 4 else 'f64'}")
+            rows_c = [builder.gep(c, [builder.mul(const(i), ldc)]) for i in range(nrows)]
+            rows_a = [builder.gep(a, [builder.mul(const(i), lda)]) for i in range(nrows)]
+
+            def c_vector(i, v):
+                return builder.bitcast(builder.gep(rows_c[i], [const(v * W)]), vpt)
+
+            acc = [[cgutils.alloca_once(builder, vt) for _ in range(nvec)] for _ in range(nrows)]
+            for i in range(nrows):
+                for v in range(nvec):
+                    builder.store(ir.Constant(vt, None), acc[i][v])
+            with builder.if_then(accumulate):
+                for i in range(nrows):
+                    for v in range(nvec):
+                        builder.store(builder.load(c_vector(i, v), align=size), acc[i][v])
+            zeros_mask = ir.Constant(ir.VectorType(i32, W), None)
+            with cgutils.for_range(builder, K) as loop:
+                k = loop.index
+                row = builder.gep(m, [builder.mul(k, ldm)])
+                mv = [builder.load(builder.bitcast(builder.gep(row, [const(v * W)]), vpt),
+                                   align=size) for v in range(nvec)]
+                for i in range(nrows):
+                    s = builder.insert_element(ir.Constant(vt, ir.Undefined),
+                                               builder.load(builder.gep(rows_a[i], [k])),
+                                               ir.Constant(i32, 0))
+                    s = builder.shuffle_vector(s, ir.Constant(vt, ir.Undefined), zeros_mask)
+                    for v in range(nvec):
+                        builder.store(builder.call(fma, [s, mv[v], builder.load(acc[i][v])]),
+                                      acc[i][v])
+            for i in range(nrows):
+                for v in range(nvec):
+                    builder.store(builder.load(acc[i][v]), c_vector(i, v), align=size)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return rowsvec
+
+
+# (rows, vectors): the register tile of tiles.py, MR x NV vectors
+_rowsvec_nv = _make_rowsvec(MR, NV)
+_rowsvec_1 = _make_rowsvec(MR, 1)
+
+
+@jit_inline
+def vecmat_rows(pc, ci, ldc, pa, ai, lda, R, m, accumulate):
+    """``c[r] (+)= a[r] @ m`` for R rows: row r of c at ``pc[ci + r*ldc:]``, of a at
+    ``pa[ai + r*lda:]`` (data pointers, rows of unit stride), m (K, N). Rows in groups
+    of ``tiles.MR``, each row of m loaded once per group (``_make_rowsvec``: each
+    entry of a group's rows summed in k order, c first); the last R % MR rows (and
+    every row where m's elements are not next to each other) one by one (``vecmat``).
+    """
+    if R < MR:  # first: the latency-bound single row pays nothing for the groups
+        for r in range(R):
+            vecmat(pc, ci + r * ldc, pa, ai + r * lda, m, accumulate)
+        return
+    K, N = m.shape
+    size = m.itemsize
+    W = VECTOR_BYTES // size
+    pm = _data(m)
+    ldm = m.strides[0] // size
+    i = 0
+    if N == 1 or m.strides[1] == size:
+        while R - i >= MR:
+            c0, a0 = _offset(pc, ci + i * ldc), _offset(pa, ai + i * lda)
+            j = 0
+            while N - j >= NV * W:
+                _rowsvec_nv(_offset(c0, j), ldc, a0, lda, _offset(pm, j), ldm, K, accumulate)
+                j += NV * W
+            while N - j >= W:
+                _rowsvec_1(_offset(c0, j), ldc, a0, lda, _offset(pm, j), ldm, K, accumulate)
+                j += W
+            for r in range(i, i + MR):
+                c, a = ci + r * ldc, ai + r * lda
+                for jj in range(j, N):
+                    s = pc[c + jj] if accumulate else m.dtype.type(0.0)
+                    for k in range(K):
+                        s += pa[a + k] * m[k, jj]
+                    pc[c + jj] = s
+            i += MR
+    for r in range(i, R):
+        vecmat(pc, ci + r * ldc, pa, ai + r * lda, m, accumulate)
 
 
 @jit_inline
