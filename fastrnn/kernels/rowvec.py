@@ -1,12 +1,20 @@
-"""One row times an unpacked row-major matrix: the products of the one-step kernels.
+"""Rows times an unpacked row-major matrix: the products of the one-step kernels.
 
 The step kernels (``*_step``, for a user's own ``@njit`` loop) take the weights
-transposed, W^T (K, N) row-major (``fastrnn.step_weights``), and multiply one row of
-the batch at a time: there is no per-call packing to amortise, so the product reads
-W^T's rows in place. ``vecmat`` holds up to 8 vectors of columns of the result in
-registers while it passes over the rows of W^T (the micro-kernel of ``tiles.py``
-with a row stride instead of packed panels), with split sets of accumulators so that
-at least 8 independent chains of fused multiply-adds hide their latency.
+transposed, W^T (K, N) row-major (``fastrnn.step_weights``): there is no per-call
+packing to amortise, so the products read W^T's rows in place.
+
+- ``vecmat``: one row of the batch times W^T. It holds up to 8 vectors of columns of
+  the result in registers while it passes over the rows of W^T (the micro-kernel of
+  ``tiles.py`` with a row stride instead of packed panels), with split sets of
+  accumulators so that at least 8 independent chains of fused multiply-adds hide
+  their latency.
+- ``vecmat_rows``: a batch, ``tiles.MR`` rows at a time against NV vectors of columns
+  (each row of W^T loaded once per group), the rest of the rows by ``vecmat``.
+- ``vecmat_t`` (the backward's ``dL/dx``, ``dL/dh``): W^T times a vector, each row's
+  dot product in a vector of columns, 8 rows of W^T at a time.
+- ``outer_acc_rows`` (the backward's weight gradients): ``m += u^T v`` over a batch's
+  rows, each vector of m held in a register over the rows.
 
 Dimension key: K = inner size, N = columns of the result.
 """
