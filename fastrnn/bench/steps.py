@@ -215,11 +215,12 @@ class _Torch:
 
     def _train(self, steps):
         backward = self.torch.autograd.backward
-        m, x, h, c, gh, gc = self.m, self.x, self.h, self.c, self.gh, self.gc
+        m, h, c, gh, gc = self.m, self.h, self.c, self.gh, self.gc
+        x = self.x.detach().requires_grad_()  # dL/dx, dL/dh, dL/dc, as the others compute
         for _ in range(steps):
             h = h.detach().requires_grad_()
             if self.lstm:
-                h2, c2 = m(x, (h, c.detach()))
+                h2, c2 = m(x, (h, c.detach().requires_grad_()))
                 backward([h2, c2], [gh, gc])
             else:
                 h2 = m(x, h)
@@ -274,8 +275,8 @@ class _JAX:
 
         def train_step(grads, x, h, c, g):
             # the step, and its backward from g; the weight gradients summed into grads
-            out, vjp = jax.vjp(lambda w, h, c: step(w, x, h, c), w, h, c)
-            dw, dh, _ = vjp(g)
+            out, vjp = jax.vjp(step, w, x, h, c)  # dL/dx, dL/dh, dL/dc too, as the others
+            dw, _, dh, _ = vjp(g)
             return out, dh, tuple(a + b for a, b in zip(grads, dw))
 
         # the weights are the jitted functions' constants (fewer arguments per call)

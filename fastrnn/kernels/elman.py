@@ -323,7 +323,7 @@ def elman_step(h_out, x, h, w_ih_t, w_hh_t, b, act):
     h_out (B, H) written; x (B, I); h (B, H); w_ih_t (I, H) = W_ih^T; w_hh_t (H, H) =
     W_hh^T; b (H,) = b_ih + b_hh; act: TANH, RELU, SIGMOID or IDENTITY.
     """
-    B, H = h_out.shape
+    B, H = x.shape[0], h_out.shape[1]
     po, px, ph = _data(h_out), _data(x), _data(h)
     so = _row_stride(h_out)  # rows by offset: no views (see _forward_chunk)
     for r in range(B):

@@ -348,7 +348,7 @@ def vecmat_t(y, m, v, accumulate):
     m contiguous (the one-step backward kernels' transposed weights), 8 rows at a time
     in vectors of W columns (``_make_rowdot``: each entry summed in an order fixed by
     N). An m or v whose elements are not next to each other goes through the plain
-    loop, in k order."""
+    loop, each entry in column order."""
     K, N = m.shape
     size = m.itemsize
     if N > 1 and (m.strides[1] != size or v.strides[0] != size):
@@ -461,7 +461,9 @@ def outer_acc_rows(m, u, v):
     update, with m's vectors kept in registers over the rows (one pass over m instead
     of R). Rows of m and v of unit stride go through ``_rank_update`` (one row: a
     plain loop on data pointers, which LLVM vectorises, 2-24% faster there); other
-    layouts through the plain loop."""
+    layouts through the plain loop. The plain loops fuse their multiply-adds only under
+    the ``contract`` flag (fastrnn's kernels; code inlined into a caller takes the
+    caller's flags), ``_rank_update`` always."""
     K, N = m.shape
     size = m.itemsize
     if N > 1 and (m.strides[1] != size or v.strides[1] != size):
