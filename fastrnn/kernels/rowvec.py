@@ -27,6 +27,44 @@ from .._config import jit_inline
 from .tiles import MR, NV, VECTOR_BYTES, _data
 
 
+def _float_pointers(*ps):
+    """Whether the types ps are data pointers to one float dtype (float32 or float64)."""
+    return (all(isinstance(p, types.CPointer) for p in ps) and len({p.dtype for p in ps}) == 1
+            and ps[0].dtype in (types.float32, types.float64))
+
+
+class _IR:
+    """What a code generator below needs for one dtype: the LLVM scalar type ``ft``, its
+    ``size``, W lanes, the vector type ``vt`` and its pointer ``vpt``, intp constants,
+    the fused multiply-adds (``llvm.fmuladd``) of vectors ``vfma`` and of scalars ``fma``,
+    and a scalar broadcast to all lanes."""
+
+    def __init__(self, context, builder, dtype):
+        self.builder = builder
+        self.ft = context.get_value_type(dtype)
+        self.size = context.get_abi_sizeof(self.ft)
+        self.W = VECTOR_BYTES // self.size
+        self.vt = ir.VectorType(self.ft, self.W)
+        self.vpt = self.vt.as_pointer()
+        self.intp = context.get_value_type(types.intp)
+        suffix = "f32" if self.size == 4 else "f64"
+        self.vfma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(self.vt, [self.vt] * 3),
+            f"llvm.fmuladd.v{self.W}{suffix}")
+        self.fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(self.ft, [self.ft] * 3), f"llvm.fmuladd.{suffix}")
+
+    def const(self, n):
+        return ir.Constant(self.intp, n)
+
+    def broadcast(self, s):
+        i32 = ir.IntType(32)
+        v = self.builder.insert_element(ir.Constant(self.vt, ir.Undefined), s,
+                                        ir.Constant(i32, 0))
+        return self.builder.shuffle_vector(v, ir.Constant(self.vt, ir.Undefined),
+                                           ir.Constant(ir.VectorType(i32, self.W), None))
+
+
 def _make_rowvec(nvec, splits):
     """Micro-kernel of ``vecmat``: one row times ``nvec`` vectors of columns of a
     row-major matrix, k % splits picking one of ``splits`` sets of accumulators."""
@@ -35,27 +73,14 @@ def _make_rowvec(nvec, splits):
     def rowvec(typingctx, c, a, m, ldm, K, accumulate):
         # c[j] (+)= sum_k a[k] * m[k*ldm + j] for j < nvec * W (c, a, m: data pointers at
         # the first element); each set sums its k in order, then the sets in order
-        if not (isinstance(c, types.CPointer) and isinstance(a, types.CPointer)
-                and isinstance(m, types.CPointer) and c.dtype == a.dtype == m.dtype
-                and c.dtype in (types.float32, types.float64)):
+        if not _float_pointers(c, a, m):
             return None
         sig = types.void(c, a, m, types.intp, types.intp, types.boolean)
 
         def codegen(context, builder, sig, args):
             c, a, m, ldm, K, accumulate = args
-            ft = context.get_value_type(sig.args[0].dtype)
-            size = context.get_abi_sizeof(ft)
-            W = VECTOR_BYTES // size
-            vt = ir.VectorType(ft, W)
-            vpt = vt.as_pointer()
-            intp = context.get_value_type(types.intp)
-
-            def const(v):
-                return ir.Constant(intp, v)
-
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vt, [vt, vt, vt]),
-                f"llvm.fmuladd.v{W}{'f32' if size == 4 else 'f64'}")
+            e = _IR(context, builder, sig.args[0].dtype)
+            size, W, vt, vpt, const, fma = e.size, e.W, e.vt, e.vpt, e.const, e.vfma
 
             def c_vector(v):
                 return builder.bitcast(builder.gep(c, [const(v * W)]), vpt)
@@ -68,14 +93,10 @@ def _make_rowvec(nvec, splits):
             with builder.if_then(accumulate):
                 for v in range(nvec):
                     builder.store(builder.load(c_vector(v), align=size), sets[0][v])
-            zeros_mask = ir.Constant(ir.VectorType(ir.IntType(32), W), None)
 
             def step(k, acc):
                 row = builder.gep(m, [builder.mul(k, ldm)])
-                s = builder.insert_element(ir.Constant(vt, ir.Undefined),
-                                           builder.load(builder.gep(a, [k])),
-                                           ir.Constant(ir.IntType(32), 0))
-                s = builder.shuffle_vector(s, ir.Constant(vt, ir.Undefined), zeros_mask)
+                s = e.broadcast(builder.load(builder.gep(a, [k])))
                 for v in range(nvec):
                     mv = builder.load(builder.bitcast(builder.gep(row, [const(v * W)]), vpt),
                                       align=size)
@@ -116,28 +137,14 @@ def _make_rowsvec(nrows, nvec):
     def rowsvec(typingctx, c, ldc, a, lda, m, ldm, K, accumulate):
         # c[i*ldc + j] (+)= sum_k a[i*lda + k] * m[k*ldm + j] for i < nrows, j < nvec * W
         # (c, a, m: data pointers at the first element); each entry sums its k in order
-        if not (isinstance(c, types.CPointer) and isinstance(a, types.CPointer)
-                and isinstance(m, types.CPointer) and c.dtype == a.dtype == m.dtype
-                and c.dtype in (types.float32, types.float64)):
+        if not _float_pointers(c, a, m):
             return None
         sig = types.void(c, types.intp, a, types.intp, m, types.intp, types.intp, types.boolean)
 
         def codegen(context, builder, sig, args):
             c, ldc, a, lda, m, ldm, K, accumulate = args
-            ft = context.get_value_type(sig.args[0].dtype)
-            size = context.get_abi_sizeof(ft)
-            W = VECTOR_BYTES // size
-            vt = ir.VectorType(ft, W)
-            vpt = vt.as_pointer()
-            intp = context.get_value_type(types.intp)
-            i32 = ir.IntType(32)
-
-            def const(n):
-                return ir.Constant(intp, n)
-
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vt, [vt, vt, vt]),
-                f"llvm.fmuladd.v{W}{'f32' if size == 4 else 'f64'}")
+            e = _IR(context, builder, sig.args[0].dtype)
+            size, W, vt, vpt, const, fma = e.size, e.W, e.vt, e.vpt, e.const, e.vfma
             rows_c = [builder.gep(c, [builder.mul(const(i), ldc)]) for i in range(nrows)]
             rows_a = [builder.gep(a, [builder.mul(const(i), lda)]) for i in range(nrows)]
 
@@ -152,17 +159,13 @@ def _make_rowsvec(nrows, nvec):
                 for i in range(nrows):
                     for v in range(nvec):
                         builder.store(builder.load(c_vector(i, v), align=size), acc[i][v])
-            zeros_mask = ir.Constant(ir.VectorType(i32, W), None)
             with cgutils.for_range(builder, K) as loop:
                 k = loop.index
                 row = builder.gep(m, [builder.mul(k, ldm)])
                 mv = [builder.load(builder.bitcast(builder.gep(row, [const(v * W)]), vpt),
                                    align=size) for v in range(nvec)]
                 for i in range(nrows):
-                    s = builder.insert_element(ir.Constant(vt, ir.Undefined),
-                                               builder.load(builder.gep(rows_a[i], [k])),
-                                               ir.Constant(i32, 0))
-                    s = builder.shuffle_vector(s, ir.Constant(vt, ir.Undefined), zeros_mask)
+                    s = e.broadcast(builder.load(builder.gep(rows_a[i], [k])))
                     for v in range(nvec):
                         builder.store(builder.call(fma, [s, mv[v], builder.load(acc[i][v])]),
                                       acc[i][v])
@@ -268,30 +271,15 @@ def _make_rowdot(nrows):
         # the first element). Order, the same for every row: lane l sums the j = l mod W
         # of the whole vectors in order; the lanes are added by halves (lane l + lane
         # l + W/2, ...); then the last N % W terms in order; then y's value first.
-        if not (isinstance(y, types.CPointer) and isinstance(m, types.CPointer)
-                and isinstance(v, types.CPointer) and y.dtype == m.dtype == v.dtype
-                and y.dtype in (types.float32, types.float64)):
+        if not _float_pointers(y, m, v):
             return None
         sig = types.void(y, types.intp, m, types.intp, v, types.intp, types.boolean)
 
         def codegen(context, builder, sig, args):
             y, ldy, m, ldm, v, N, accumulate = args
-            ft = context.get_value_type(sig.args[0].dtype)
-            size = context.get_abi_sizeof(ft)
-            W = VECTOR_BYTES // size
-            vt = ir.VectorType(ft, W)
-            vpt = vt.as_pointer()
-            intp = context.get_value_type(types.intp)
-            i32 = ir.IntType(32)
-
-            def const(n):
-                return ir.Constant(intp, n)
-
-            suffix = "f32" if size == 4 else "f64"
-            vfma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fmuladd.v{W}{suffix}")
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ft, [ft, ft, ft]), f"llvm.fmuladd.{suffix}")
+            e = _IR(context, builder, sig.args[0].dtype)
+            ft, size, W, vt, vpt, const = e.ft, e.size, e.W, e.vt, e.vpt, e.const
+            vfma, fma, i32 = e.vfma, e.fma, ir.IntType(32)
             rows = [builder.gep(m, [builder.mul(const(i), ldm)]) for i in range(nrows)]
             acc = [cgutils.alloca_once(builder, vt) for _ in range(nrows)]
             for a in acc:
@@ -381,30 +369,15 @@ def _rank_update(typingctx, m, u, ldu, v, ldv, R, N):
     # at the first element): vectors of m held in registers over all R rows (8 at a
     # time, independent chains; then a group of 4, 2, 1), then the last N % W one by
     # one. The same fused multiply-adds in the same order as R passes of a row update.
-    if not (isinstance(m, types.CPointer) and isinstance(u, types.CPointer)
-            and isinstance(v, types.CPointer) and m.dtype == u.dtype == v.dtype
-            and m.dtype in (types.float32, types.float64)):
+    if not _float_pointers(m, u, v):
         return None
     sig = types.void(m, u, types.intp, v, types.intp, types.intp, types.intp)
 
     def codegen(context, builder, sig, args):
         m, u, ldu, v, ldv, R, N = args
-        ft = context.get_value_type(sig.args[0].dtype)
-        size = context.get_abi_sizeof(ft)
-        W = VECTOR_BYTES // size
-        vt = ir.VectorType(ft, W)
-        vpt = vt.as_pointer()
-        intp = context.get_value_type(types.intp)
-        i32 = ir.IntType(32)
-
-        def const(n):
-            return ir.Constant(intp, n)
-
-        suffix = "f32" if size == 4 else "f64"
-        vfma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fmuladd.v{W}{suffix}")
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ft, [ft, ft, ft]), f"llvm.fmuladd.{suffix}")
+        e = _IR(context, builder, sig.args[0].dtype)
+        ft, size, W, vt, vpt, const = e.ft, e.size, e.W, e.vt, e.vpt, e.const
+        vfma, fma = e.vfma, e.fma
         acc = [cgutils.alloca_once(builder, vt) for _ in range(8)]
         one = cgutils.alloca_once(builder, ft)
 
@@ -414,11 +387,7 @@ def _rank_update(typingctx, m, u, ldu, v, ldv, R, N):
             for q in range(n):
                 builder.store(builder.load(pms[q], align=size), acc[q])
             with cgutils.for_range(builder, R) as loop:
-                s = builder.load(builder.gep(u, [builder.mul(loop.index, ldu)]))
-                sv = builder.insert_element(ir.Constant(vt, ir.Undefined), s,
-                                            ir.Constant(i32, 0))
-                sv = builder.shuffle_vector(sv, ir.Constant(vt, ir.Undefined),
-                                            ir.Constant(ir.VectorType(i32, W), None))
+                sv = e.broadcast(builder.load(builder.gep(u, [builder.mul(loop.index, ldu)])))
                 row = builder.gep(v, [builder.add(builder.mul(loop.index, ldv), j)])
                 for q in range(n):
                     pv = builder.bitcast(builder.gep(row, [const(q * W)]), vpt)
